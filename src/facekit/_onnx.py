@@ -1,0 +1,60 @@
+"""Opening ONNX Runtime sessions with explicit devices and clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .errors import DeviceError, ModelError
+
+__all__ = ["open_session", "providers_for"]
+
+
+def providers_for(device: str) -> list[str]:
+    """ONNX Runtime execution providers for ``device`` ("cpu", "cuda" or "cuda:N").
+
+    Raises:
+        DeviceError: the device is unknown, or its provider is not available in the
+            installed onnxruntime (facekit never falls back to the CPU silently).
+    """
+    import onnxruntime as ort
+
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if device == "cuda" or device.startswith("cuda:"):
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise DeviceError(
+                f"device {device!r} requested but this onnxruntime has no CUDA provider "
+                f"(available: {', '.join(ort.get_available_providers())}); install "
+                "onnxruntime-gpu or use device='cpu'"
+            )
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    raise DeviceError(f"unknown device {device!r}; use 'cpu', 'cuda' or 'cuda:N'")
+
+
+def open_session(path: Path, device: str = "cpu", threads: int | None = None) -> Any:
+    """An ``onnxruntime.InferenceSession`` for the model at ``path`` on ``device``.
+
+    Args:
+        threads: intra-op threads; ``None`` lets onnxruntime choose.
+
+    Raises:
+        ModelError: the file is not a loadable ONNX model.
+        DeviceError: see :func:`providers_for`.
+    """
+    import onnxruntime as ort
+
+    providers = providers_for(device)
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # shape-inference warnings of dynamic exports are noise
+    if threads is not None:
+        options.intra_op_num_threads = threads
+    provider_options: list[dict[str, Any]] = [{} for _ in providers]
+    if device.startswith("cuda:"):
+        provider_options[0] = {"device_id": int(device.split(":", 1)[1])}
+    try:
+        return ort.InferenceSession(
+            str(path), sess_options=options, providers=providers, provider_options=provider_options
+        )
+    except Exception as exc:  # onnxruntime raises its own exception types for bad files
+        raise ModelError(f"{path} is not a loadable ONNX model: {exc}") from None

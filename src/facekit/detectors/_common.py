@@ -1,0 +1,113 @@
+"""Pieces every detector needs: letterboxing, non-maximum suppression, result building."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from ..types import Detection
+
+__all__ = ["Letterbox", "letterbox", "nms", "to_detections"]
+
+
+@dataclass(frozen=True, slots=True)
+class Letterbox:
+    """How an image was fitted into a network input: resized by ``scale_x, scale_y`` and
+    pasted with its top-left corner at ``offset`` (pixels of the input), the rest zero."""
+
+    scale_x: float
+    scale_y: float
+    offset: int = 0
+
+    def to_image(self, points: np.ndarray) -> np.ndarray:
+        """Map ``(..., 2k)`` interleaved x, y network coordinates back to image pixels."""
+        out = points.astype(np.float32, copy=True) - self.offset
+        out[..., 0::2] /= self.scale_x
+        out[..., 1::2] /= self.scale_y
+        return out
+
+
+def letterbox(
+    image: np.ndarray, size: tuple[int, int], padding: float = 0.0
+) -> tuple[np.ndarray, Letterbox]:
+    """Fit ``image`` into ``size = (width, height)`` keeping its aspect ratio.
+
+    Args:
+        image: ``(h, w, 3)`` uint8.
+        size: network input ``(width, height)``.
+        padding: black margin added on every side, as a fraction of the image's longer
+            side, so faces that fill the whole image still look like faces to the network.
+
+    Returns:
+        The ``(height, width, 3)`` uint8 canvas and the :class:`Letterbox` to undo it.
+    """
+    width, height = size
+    h, w = image.shape[:2]
+    margin = padding * max(h, w)
+    scale = min(width / (w + 2 * margin), height / (h + 2 * margin))
+    offset = round(margin * scale)
+    new_w = max(1, min(width - offset, round(w * scale)))
+    new_h = max(1, min(height - offset, round(h * scale)))
+    canvas = np.zeros((height, width, 3), dtype=np.uint8)
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    canvas[offset : offset + new_h, offset : offset + new_w] = cv2.resize(
+        image, (new_w, new_h), interpolation=interpolation
+    )
+    return canvas, Letterbox(new_w / w, new_h / h, offset)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Greedy non-maximum suppression.
+
+    Args:
+        boxes: ``(N, 4)`` ``x1, y1, x2, y2``.
+        scores: ``(N,)``.
+        iou_threshold: a box overlapping a kept, higher-scoring box by more than this IoU
+            is dropped.
+
+    Returns:
+        Indices of the kept boxes, highest score first.
+    """
+    order = np.argsort(-scores, kind="stable")
+    x1, y1, x2, y2 = boxes.T
+    areas = np.maximum(x2 - x1, 0) * np.maximum(y2 - y1, 0)
+    keep: list[int] = []
+    while order.size:
+        best, rest = order[0], order[1:]
+        keep.append(int(best))
+        iw = np.maximum(0.0, np.minimum(x2[best], x2[rest]) - np.maximum(x1[best], x1[rest]))
+        ih = np.maximum(0.0, np.minimum(y2[best], y2[rest]) - np.maximum(y1[best], y1[rest]))
+        inter = iw * ih
+        iou = inter / np.maximum(areas[best] + areas[rest] - inter, 1e-9)
+        order = rest[iou <= iou_threshold]
+    return np.asarray(keep, dtype=np.int64)
+
+
+def to_detections(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    landmarks: np.ndarray,
+    image_size: tuple[int, int],
+    max_faces: int | None,
+) -> list[Detection]:
+    """Build :class:`Detection` objects, highest score first, boxes clipped to the image.
+
+    Args:
+        boxes: ``(N, 4)`` in image pixels, already suppressed and sorted.
+        scores: ``(N,)``.
+        landmarks: ``(N, 5, 2)`` in image pixels.
+        image_size: ``(width, height)`` of the image.
+        max_faces: keep at most this many (the highest-scoring).
+    """
+    if max_faces is not None:
+        boxes, scores, landmarks = boxes[:max_faces], scores[:max_faces], landmarks[:max_faces]
+    width, height = image_size
+    clipped = boxes.copy()
+    clipped[:, 0::2] = np.clip(clipped[:, 0::2], 0, width)
+    clipped[:, 1::2] = np.clip(clipped[:, 1::2], 0, height)
+    return [
+        Detection(tuple(box), float(score), kps)  # type: ignore[arg-type]
+        for box, score, kps in zip(clipped.tolist(), scores.tolist(), landmarks, strict=True)
+    ]

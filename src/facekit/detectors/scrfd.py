@@ -1,0 +1,250 @@
+"""SCRFD face detector on ONNX Runtime.
+
+Works with any SCRFD export (500M, 2.5G, 10G, 34G; with or without keypoints; fixed or
+dynamic input; with or without a batch dimension). The output layout is read from the graph:
+outputs are grouped by their last dimension (1 = score, 4 = box distances, 10 = keypoint
+offsets), strides follow from the number of score maps (3 → 8/16/32, 5 → 8…128) and the
+anchors per location from the row counts of the first run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .._onnx import open_session
+from ..errors import ConfigError, ModelError
+from ..io import ImageInput, load_image
+from ..types import Detection
+from ..zoo import default_model, resolve
+from ._common import Letterbox, letterbox, nms, to_detections
+
+__all__ = ["SCRFD"]
+
+_STRIDES = {3: (8, 16, 32), 5: (8, 16, 32, 64, 128)}
+_NUM_LANDMARKS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """Where SCRFD's outputs are, as read from the graph."""
+
+    input_name: str
+    fixed_size: tuple[int, int] | None  # (width, height) when the graph fixes it
+    batch_dynamic: bool
+    scores: tuple[int, ...]  # output positions, one per stride
+    boxes: tuple[int, ...]
+    keypoints: tuple[int, ...]  # empty for exports without keypoints
+    strides: tuple[int, ...]
+
+
+def _read_layout(session: Any, path: os.PathLike[str] | str) -> _Layout:
+    inputs = session.get_inputs()
+    if len(inputs) != 1 or len(inputs[0].shape) != 4 or inputs[0].shape[1] != 3:
+        raise ModelError(f"{path} is not an SCRFD detector: expected one N×3×H×W input")
+    batch, _, height, width = inputs[0].shape
+    fixed = (width, height) if isinstance(width, int) and isinstance(height, int) else None
+    groups: dict[int, list[int]] = {1: [], 4: [], 10: []}
+    for position, output in enumerate(session.get_outputs()):
+        last = output.shape[-1] if output.shape else None
+        if last not in groups or len(output.shape) not in (2, 3):
+            raise ModelError(
+                f"{path} is not an SCRFD detector: output {output.name!r} has shape "
+                f"{output.shape}, expected (N, 1), (N, 4) or (N, 10) per stride"
+            )
+        groups[last].append(position)
+    levels = len(groups[1])
+    if levels not in _STRIDES or len(groups[4]) != levels or len(groups[10]) not in (0, levels):
+        raise ModelError(
+            f"{path} is not an SCRFD detector: found {len(groups[1])} score, "
+            f"{len(groups[4])} box and {len(groups[10])} keypoint outputs"
+        )
+    return _Layout(
+        input_name=inputs[0].name,
+        fixed_size=fixed,
+        batch_dynamic=not isinstance(batch, int),
+        scores=tuple(groups[1]),
+        boxes=tuple(groups[4]),
+        keypoints=tuple(groups[10]),
+        strides=_STRIDES[levels],
+    )
+
+
+class SCRFD:
+    """SCRFD detector (InsightFace) running on ONNX Runtime.
+
+    Args:
+        model: zoo name (default ``scrfd_10g``, buffalo_l's detector) or path to an ONNX file.
+        model_dir: directory searched for zoo files before ``$FACEKIT_HOME`` and the cache.
+        input_size: network input ``(width, height)``, multiples of 32; images are
+            letterboxed to it. Defaults to the graph's fixed size, else the spec's (640×640).
+        score_threshold: minimum face score in ``[0, 1]``.
+        nms_threshold: IoU above which overlapping boxes are suppressed.
+        max_faces: keep at most this many faces per image (highest score first).
+        padding: black margin added around each image, as a fraction of its longer side.
+            SCRFD misses faces that fill the whole frame (tight crops such as ORL's); a
+            padding of 0.5 finds them. Default 0: photos need none.
+        batch_size: images per ``session.run`` when the graph has a dynamic batch dimension.
+        device: "cpu", "cuda" or "cuda:N".
+        download: allow downloading a missing zoo file (see :func:`facekit.zoo.resolve`).
+        progress: show a progress bar while downloading.
+
+    Keypoint-less exports give landmarks of NaN; recognisers need keypoints, so prefer
+    ``*_kps``/``bnkps`` exports.
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] | None = None,
+        *,
+        model_dir: str | os.PathLike[str] | None = None,
+        input_size: tuple[int, int] | None = None,
+        score_threshold: float = 0.5,
+        nms_threshold: float = 0.4,
+        max_faces: int | None = None,
+        padding: float = 0.0,
+        batch_size: int = 8,
+        device: str = "cpu",
+        download: bool | None = None,
+        progress: bool = True,
+    ) -> None:
+        if not 0.0 <= score_threshold <= 1.0:
+            raise ConfigError(f"score_threshold must be in [0, 1], got {score_threshold}")
+        if not 0.0 < nms_threshold <= 1.0:
+            raise ConfigError(f"nms_threshold must be in (0, 1], got {nms_threshold}")
+        if max_faces is not None and max_faces < 1:
+            raise ConfigError(f"max_faces must be at least 1, got {max_faces}")
+        if not 0.0 <= padding <= 2.0:
+            raise ConfigError(f"padding must be in [0, 2], got {padding}")
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
+        self._model = resolve(
+            model if model is not None else default_model("scrfd"),
+            task="detection",
+            model_dir=model_dir,
+            download=download,
+            progress=progress,
+        )
+        self._session = open_session(self._model.path, device)
+        self._layout = _read_layout(self._session, self._model.path)
+        self.input_size = self._choose_size(input_size)
+        self.score_threshold = score_threshold
+        self.nms_threshold = nms_threshold
+        self.max_faces = max_faces
+        self.padding = padding
+        self.batch_size = batch_size if self._layout.batch_dynamic else 1
+        self._centres = self._anchor_centres()
+
+    @property
+    def name(self) -> str:
+        """Zoo name of the model, or its file name."""
+        return self._model.name
+
+    @property
+    def sha256(self) -> str:
+        """sha256 of the model file."""
+        return self._model.sha256[0]
+
+    @property
+    def has_landmarks(self) -> bool:
+        """Whether the export predicts the 5 keypoints."""
+        return bool(self._layout.keypoints)
+
+    def __repr__(self) -> str:
+        return (
+            f"SCRFD({self.name!r}, input_size={self.input_size}, "
+            f"score_threshold={self.score_threshold}, nms_threshold={self.nms_threshold})"
+        )
+
+    def _choose_size(self, requested: tuple[int, int] | None) -> tuple[int, int]:
+        fixed = self._layout.fixed_size
+        if fixed is not None:
+            if requested is not None and tuple(requested) != fixed:
+                raise ConfigError(f"{self.name} has a fixed input of {fixed}, not {requested}")
+            return fixed
+        if requested is None:
+            spec = self._model.spec
+            return spec.input_size if spec is not None else (640, 640)
+        width, height = (int(v) for v in requested)
+        if width <= 0 or height <= 0 or width % 32 or height % 32:
+            raise ConfigError(f"input_size must be positive multiples of 32, got {requested}")
+        return width, height
+
+    def _anchor_centres(self) -> list[np.ndarray]:
+        """Per stride: ``(H/s * W/s, 2)`` anchor centres ``x, y`` in input pixels."""
+        width, height = self.input_size
+        centres = []
+        for stride in self._layout.strides:
+            ys, xs = np.mgrid[: height // stride, : width // stride]
+            centres.append(np.stack([xs, ys], axis=-1).reshape(-1, 2).astype(np.float32) * stride)
+        return centres
+
+    def detect(self, image: ImageInput) -> list[Detection]:
+        """Faces in one image, highest score first.
+
+        Args:
+            image: anything :func:`facekit.load_image` accepts; arrays are RGB.
+
+        Returns:
+            Detections with boxes and landmarks in pixels of ``image``.
+        """
+        return self.detect_batch([image])[0]
+
+    def detect_batch(self, images: Sequence[ImageInput]) -> list[list[Detection]]:
+        """Faces in each image (sizes may differ), one list per image in input order."""
+        arrays = [load_image(image) for image in images]
+        results: list[list[Detection]] = []
+        for start in range(0, len(arrays), self.batch_size):
+            chunk = arrays[start : start + self.batch_size]
+            fitted = [letterbox(array, self.input_size, self.padding) for array in chunk]
+            blob = np.stack([canvas for canvas, _ in fitted]).astype(np.float32)
+            blob = ((blob - 127.5) / 128.0).transpose(0, 3, 1, 2)
+            outputs = self._session.run(None, {self._layout.input_name: blob})
+            for index, (array, (_, box)) in enumerate(zip(chunk, fitted, strict=True)):
+                per_image = [out[index] if out.ndim == 3 else out for out in outputs]
+                results.append(self._decode(per_image, box, (array.shape[1], array.shape[0])))
+        return results
+
+    def _decode(
+        self, outputs: list[np.ndarray], box: Letterbox, image_size: tuple[int, int]
+    ) -> list[Detection]:
+        layout = self._layout
+        scores, boxes, points = [], [], []
+        for level, stride in enumerate(layout.strides):
+            level_scores = outputs[layout.scores[level]].reshape(-1)
+            centres = self._centres[level]
+            anchors, remainder = divmod(level_scores.shape[0], centres.shape[0])
+            if remainder or anchors < 1:
+                raise ModelError(
+                    f"{self.name}: stride-{stride} scores have {level_scores.shape[0]} rows, "
+                    f"not a multiple of the {centres.shape[0]} locations at {self.input_size}"
+                )
+            keep = np.flatnonzero(level_scores >= self.score_threshold)
+            if keep.size == 0:
+                continue
+            centre = centres[keep // anchors]
+            distance = outputs[layout.boxes[level]].reshape(-1, 4)[keep] * stride
+            boxes.append(np.concatenate([centre - distance[:, :2], centre + distance[:, 2:]], 1))
+            scores.append(level_scores[keep])
+            if layout.keypoints:
+                offsets = outputs[layout.keypoints[level]].reshape(-1, _NUM_LANDMARKS, 2)[keep]
+                points.append(centre[:, None, :] + offsets * stride)
+            else:
+                points.append(np.full((keep.size, _NUM_LANDMARKS, 2), np.nan, np.float32))
+        if not scores:
+            return []
+        all_scores = np.concatenate(scores)
+        all_boxes = box.to_image(np.concatenate(boxes))
+        all_points = box.to_image(np.concatenate(points).reshape(-1, 2 * _NUM_LANDMARKS))
+        kept = nms(all_boxes, all_scores, self.nms_threshold)
+        return to_detections(
+            all_boxes[kept],
+            all_scores[kept],
+            all_points[kept].reshape(-1, _NUM_LANDMARKS, 2),
+            image_size,
+            self.max_faces,
+        )

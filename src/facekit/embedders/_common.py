@@ -1,0 +1,55 @@
+"""What every embedder does around its network: input checks, flip-averaging, normalising."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from ..errors import ConfigError
+
+__all__ = ["check_crops", "flip_averaged", "l2_normalize"]
+
+
+def check_crops(crops: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Validate ``(N, H, W, 3)`` uint8 crops of ``size = (W, H)``; a single crop gains N=1."""
+    array = np.asarray(crops)
+    if array.ndim == 3:
+        array = array[None]
+    width, height = size
+    if array.ndim != 4 or array.shape[1:] != (height, width, 3) or array.dtype != np.uint8:
+        raise ConfigError(
+            f"expected uint8 crops of shape (N, {height}, {width}, 3), got {array.dtype} "
+            f"{array.shape}; align faces with the embedder's template first"
+        )
+    return array
+
+
+def l2_normalize(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm (float32). A zero row stays zero."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, np.float32(1e-12))
+
+
+def flip_averaged(
+    crops: np.ndarray, run: Callable[[np.ndarray], np.ndarray], flip: bool
+) -> np.ndarray:
+    """Embed ``crops`` and (if ``flip``) their horizontal mirrors in one batch, sum the two
+    raw embeddings of each face and L2-normalise.
+
+    Args:
+        crops: ``(N, H, W, 3)`` uint8 RGB.
+        run: maps ``(M, H, W, 3)`` uint8 crops to ``(M, D)`` raw embeddings.
+        flip: add the mirrored crops.
+
+    Returns:
+        ``(N, D)`` float32 unit vectors.
+    """
+    count = crops.shape[0]
+    if count == 0:
+        raise ConfigError("no crops to embed")
+    if not flip:
+        return l2_normalize(run(crops))
+    raw = run(np.concatenate([crops, crops[:, :, ::-1]]))
+    return l2_normalize(raw[:count] + raw[count:])

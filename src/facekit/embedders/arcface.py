@@ -1,0 +1,199 @@
+"""ArcFace-style recognition models on ONNX Runtime (InsightFace ``w600k_*``, ``glintr100``,
+MobileFaceNet ...): NCHW input, one ``(N, D)`` output."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .._onnx import open_session
+from ..errors import ConfigError, ModelError
+from ..types import Thresholds
+from ..zoo import ModelSpec, default_model, resolve
+from ._common import check_crops, flip_averaged
+
+__all__ = ["ArcFace"]
+
+_LOG = logging.getLogger(__name__)
+
+
+def _preprocessing_of_graph(path: Path) -> tuple[float, float]:
+    """Mean and std for a file the zoo does not know.
+
+    InsightFace exports either normalise inside the graph (their first nodes subtract and
+    multiply: feed raw 0..255) or expect ``(x - 127.5) / 127.5``. The graph tells which;
+    reading it needs the ``onnx`` package, without which the second is assumed.
+    """
+    try:
+        import onnx
+    except ImportError:
+        _LOG.warning(
+            "%s is not in the zoo and the onnx package is missing: assuming (x - 127.5) / 127.5;"
+            " pass mean= and std= if the model wants otherwise",
+            path,
+        )
+        return 127.5, 127.5
+    first_ops = [node.op_type for node in onnx.load(str(path)).graph.node[:4]]
+    if first_ops[:1] == ["Sub"] and "Mul" in first_ops:
+        return 0.0, 1.0
+    return 127.5, 127.5
+
+
+class ArcFace:
+    """ArcFace-style embedder on ONNX Runtime, flip-averaged and L2-normalised.
+
+    Args:
+        model: zoo name (default ``arcface_r50``, buffalo_l's w600k_r50) or a path to an ONNX
+            file. Unlisted files get InsightFace preprocessing and no thresholds.
+        model_dir: directory searched for zoo files first.
+        flip: embed each crop and its mirror and sum them (default True).
+        batch_size: crops per ``session.run`` (models with a fixed batch of 1 run one by one).
+        thresholds: override the model's verification thresholds.
+        mean, std: override the preprocessing ``(x - mean) / std`` on 0..255 RGB pixels.
+        device: "cpu", "cuda" or "cuda:N".
+        download: allow downloading a missing zoo file.
+        progress: show a progress bar while downloading.
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] | None = None,
+        *,
+        model_dir: str | os.PathLike[str] | None = None,
+        flip: bool = True,
+        batch_size: int = 32,
+        thresholds: Thresholds | None = None,
+        mean: float | None = None,
+        std: float | None = None,
+        device: str = "cpu",
+        download: bool | None = None,
+        progress: bool = True,
+    ) -> None:
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
+        self._model = resolve(
+            model if model is not None else default_model("arcface"),
+            task="recognition",
+            model_dir=model_dir,
+            download=download,
+            progress=progress,
+        )
+        self._session = open_session(self._model.path, device)
+        spec = self._model.spec
+        self._input_name, self._size, batch_fixed = self._read_input(spec)
+        self._dim = self._read_output(spec)
+        if std == 0:
+            raise ConfigError("std must not be 0")
+        self._bgr = spec is not None and spec.color == "BGR"
+        if spec is not None:
+            graph_mean, graph_std = spec.mean, spec.std
+        elif mean is None or std is None:
+            graph_mean, graph_std = _preprocessing_of_graph(self._model.path)
+        else:
+            graph_mean, graph_std = mean, std
+        self._mean = graph_mean if mean is None else mean
+        self._std = graph_std if std is None else std
+        self._template = spec.template if spec is not None and spec.template else "arcface112"
+        self._thresholds = thresholds if thresholds is not None else (
+            spec.thresholds if spec is not None else None
+        )
+        self.flip = flip
+        self.batch_size = 1 if batch_fixed else batch_size
+
+    def _read_input(self, spec: ModelSpec | None) -> tuple[str, tuple[int, int], bool]:
+        inputs = self._session.get_inputs()
+        if len(inputs) != 1 or len(inputs[0].shape) != 4 or inputs[0].shape[1] != 3:
+            raise ModelError(
+                f"{self._model.path} is not a recognition model: expected one N×3×H×W input"
+            )
+        batch, _, height, width = inputs[0].shape
+        if isinstance(width, int) and isinstance(height, int):
+            size = (width, height)
+        elif spec is not None:
+            size = spec.input_size
+        else:
+            size = (112, 112)
+        return inputs[0].name, size, batch == 1
+
+    def _read_output(self, spec: ModelSpec | None) -> int:
+        outputs = self._session.get_outputs()
+        if len(outputs) != 1 or len(outputs[0].shape) != 2:
+            raise ModelError(
+                f"{self._model.path} is not a recognition model: expected one (N, D) output, "
+                f"got {[o.shape for o in outputs]}"
+            )
+        dim = outputs[0].shape[1]
+        if isinstance(dim, int):
+            if spec is not None and spec.embedding_dim not in (None, dim):
+                raise ModelError(f"{self.name}: graph gives {dim}-d, spec says {spec.embedding_dim}")
+            return dim
+        if spec is not None and spec.embedding_dim is not None:
+            return spec.embedding_dim
+        raise ModelError(f"{self._model.path}: embedding dimension is not fixed in the graph")
+
+    @property
+    def name(self) -> str:
+        """Zoo name, or the file name of an unlisted model."""
+        return self._model.name
+
+    @property
+    def sha256(self) -> str:
+        """sha256 of the model file (what a gallery binds to)."""
+        return self._model.sha256[0]
+
+    @property
+    def dim(self) -> int:
+        """Embedding dimension ``D``."""
+        return self._dim
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """Crop ``(width, height)`` the network takes."""
+        return self._size
+
+    @property
+    def template(self) -> str:
+        """Alignment template name the model was trained with."""
+        return self._template
+
+    @property
+    def thresholds(self) -> Thresholds:
+        """Verification thresholds on cosine similarity.
+
+        Raises:
+            ConfigError: an unlisted model without thresholds given by the user.
+        """
+        if self._thresholds is None:
+            raise ConfigError(
+                f"{self.name} is not in the zoo, so it has no calibrated thresholds; pass "
+                "thresholds=Thresholds(likely=..., same=...) to ArcFace or FaceRecognizer"
+            )
+        return self._thresholds
+
+    def __repr__(self) -> str:
+        return f"ArcFace({self.name!r}, dim={self.dim}, flip={self.flip})"
+
+    def embed(self, crops: np.ndarray) -> np.ndarray:
+        """Embeddings of aligned crops.
+
+        Args:
+            crops: ``(N, H, W, 3)`` uint8 RGB crops of :attr:`input_size` (one crop
+                ``(H, W, 3)`` is accepted too).
+
+        Returns:
+            ``(N, D)`` float32, each row of unit L2 norm.
+        """
+        return flip_averaged(check_crops(crops, self._size), self._run, self.flip)
+
+    def _run(self, crops: np.ndarray) -> np.ndarray:
+        blob = crops[..., ::-1] if self._bgr else crops
+        blob = ((blob.astype(np.float32) - self._mean) / self._std).transpose(0, 3, 1, 2)
+        blob = np.ascontiguousarray(blob)
+        parts = [
+            self._session.run(None, {self._input_name: blob[start : start + self.batch_size]})[0]
+            for start in range(0, blob.shape[0], self.batch_size)
+        ]
+        return np.concatenate(parts).astype(np.float32, copy=False)

@@ -1,0 +1,68 @@
+"""The three stage interfaces. Any object with these methods plugs into :class:`FaceRecognizer`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from .types import Detection, Thresholds
+
+__all__ = ["Aligner", "Detector", "Embedder"]
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """Finds faces: image → boxes, scores and 5 landmarks."""
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        """Faces in one ``(H, W, 3)`` uint8 RGB image, highest score first."""
+        ...
+
+    def detect_batch(self, images: Sequence[np.ndarray]) -> list[list[Detection]]:
+        """Faces in each of several RGB images (sizes may differ), one list per image."""
+        ...
+
+
+@runtime_checkable
+class Aligner(Protocol):
+    """Warps faces onto a landmark template."""
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """Output crop size ``(width, height)`` in pixels."""
+        ...
+
+    def align(self, image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        """Crops ``(N, H, W, 3)`` uint8 from one RGB image and ``(N, 5, 2)`` landmarks."""
+        ...
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Turns aligned crops into L2-normalised embeddings."""
+
+    @property
+    def name(self) -> str:
+        """Model name (zoo name, or the file name of an unlisted model)."""
+        ...
+
+    @property
+    def dim(self) -> int:
+        """Embedding dimension ``D``."""
+        ...
+
+    @property
+    def template(self) -> str:
+        """Name of the alignment template the model was trained with (see ``aligners``)."""
+        ...
+
+    @property
+    def thresholds(self) -> Thresholds:
+        """The model's verification thresholds on cosine similarity."""
+        ...
+
+    def embed(self, crops: np.ndarray) -> np.ndarray:
+        """``(N, H, W, 3)`` uint8 RGB crops → ``(N, D)`` float32 unit vectors."""
+        ...

@@ -1,0 +1,97 @@
+"""Backend names → factories, so stages can be chosen by a string.
+
+Built-in backends are recorded as ``"module:attribute"`` paths and imported only when used,
+which keeps ``import facekit`` free of torch and mxnet. Third-party packages add backends
+through the entry-point groups ``facekit.detectors`` and ``facekit.embedders``; a factory is
+called as ``factory(model, **options)`` where ``model`` is a zoo name, a path or ``None``
+(the backend's default).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from importlib.metadata import entry_points
+from typing import Any, Literal
+
+from .errors import ConfigError
+
+__all__ = ["Stage", "available", "create", "register"]
+
+Stage = Literal["detector", "embedder"]
+
+_BUILTIN: dict[str, dict[str, str]] = {
+    "detector": {
+        "scrfd": "facekit.detectors.scrfd:SCRFD",
+    },
+    "embedder": {
+        "arcface": "facekit.embedders.arcface:ArcFace",
+    },
+}
+
+_ENTRY_POINT_GROUP = {"detector": "facekit.detectors", "embedder": "facekit.embedders"}
+
+
+class _Registry:
+    """Maps backend names to factories; one instance per process, filled at import time."""
+
+    def __init__(self) -> None:
+        self._added: dict[str, dict[str, Callable[..., Any]]] = {"detector": {}, "embedder": {}}
+
+    def register(self, stage: Stage, name: str, factory: Callable[..., Any]) -> None:
+        _check_stage(stage)
+        if name in _BUILTIN[stage] or name in self._added[stage]:
+            raise ConfigError(f"a {stage} backend named {name!r} is already registered")
+        self._added[stage][name] = factory
+
+    def names(self, stage: Stage) -> list[str]:
+        _check_stage(stage)
+        plugins = {ep.name for ep in entry_points(group=_ENTRY_POINT_GROUP[stage])}
+        return sorted(set(_BUILTIN[stage]) | set(self._added[stage]) | plugins)
+
+    def factory(self, stage: Stage, name: str) -> Callable[..., Any]:
+        _check_stage(stage)
+        if name in self._added[stage]:
+            return self._added[stage][name]
+        if name in _BUILTIN[stage]:
+            module, _, attribute = _BUILTIN[stage][name].partition(":")
+            loaded: Callable[..., Any] = getattr(importlib.import_module(module), attribute)
+            return loaded
+        for ep in entry_points(group=_ENTRY_POINT_GROUP[stage]):
+            if ep.name == name:
+                plugin: Callable[..., Any] = ep.load()
+                return plugin
+        raise ConfigError(
+            f"unknown {stage} {name!r}; available: {', '.join(self.names(stage))}"
+        )
+
+
+def _check_stage(stage: str) -> None:
+    if stage not in _BUILTIN:
+        raise ConfigError(f"stage must be 'detector' or 'embedder', got {stage!r}")
+
+
+_REGISTRY = _Registry()
+
+
+def register(stage: Stage, name: str, factory: Callable[..., Any]) -> None:
+    """Register ``factory`` as the ``stage`` backend called ``name``.
+
+    Raises:
+        ConfigError: the name is taken.
+    """
+    _REGISTRY.register(stage, name, factory)
+
+
+def available(stage: Stage) -> list[str]:
+    """Names of the registered ``stage`` backends, sorted."""
+    return _REGISTRY.names(stage)
+
+
+def create(stage: Stage, name: str, model: str | None = None, **options: Any) -> Any:
+    """Build the ``stage`` backend ``name`` for ``model`` with backend ``options``.
+
+    Raises:
+        ConfigError: no backend has that name.
+    """
+    return _REGISTRY.factory(stage, name)(model, **options)

@@ -1,0 +1,137 @@
+"""Downloading model files: resumable, sha256-checked, atomically renamed into place."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+from pathlib import Path
+
+from ..errors import ChecksumError, ModelNotFoundError
+from .spec import ModelFile
+
+__all__ = ["download_file", "sha256_of"]
+
+_LOG = logging.getLogger(__name__)
+_CHUNK = 1 << 20
+_TIMEOUT_S = 60
+
+
+def sha256_of(path: Path) -> str:
+    """Hex sha256 of the file at ``path``, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def download_file(file: ModelFile, directory: Path, *, progress: bool = True) -> Path:
+    """Download ``file`` into ``directory`` and return its final path.
+
+    Each source is tried in order; a source that cannot be reached falls through to the
+    next. Data is streamed to ``<name>.part`` (an interrupted download resumes from it),
+    its sha256 is checked, and only then is it renamed to ``<name>``. A file whose sha256
+    does not match is deleted and reported: it is never retried in a loop.
+
+    Raises:
+        ChecksumError: the downloaded bytes do not match ``file.sha256``.
+        ModelNotFoundError: no source could be reached.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    if not file.sources:
+        raise ModelNotFoundError(f"{file.name} has no download source")
+    failures: list[str] = []
+    for source in file.sources:
+        try:
+            if source.member is None:
+                return _fetch_direct(file, source.url, directory, progress)
+            return _fetch_member(file, source.url, source.member, directory, progress)
+        except (urllib.error.URLError, OSError, zipfile.BadZipFile) as exc:
+            reason = getattr(exc, "reason", None) or exc
+            _LOG.warning("could not download %s from %s: %s", file.name, source.url, reason)
+            failures.append(f"{source.url}: {reason}")
+    raise ModelNotFoundError(f"could not download {file.name}: " + "; ".join(failures))
+
+
+def _fetch_direct(file: ModelFile, url: str, directory: Path, progress: bool) -> Path:
+    target = directory / file.name
+    part = directory / (file.name + ".part")
+    _stream(url, part, expected_size=file.size, progress=progress, label=file.name)
+    _check_and_move(part, target, file)
+    return target
+
+
+def _fetch_member(
+    file: ModelFile, url: str, member: str, directory: Path, progress: bool
+) -> Path:
+    archive_name = url.rsplit("/", 1)[-1]
+    archive = directory / "archives" / archive_name
+    if not archive.exists():
+        archive.parent.mkdir(parents=True, exist_ok=True)
+        part = archive.with_name(archive.name + ".part")
+        _stream(url, part, expected_size=None, progress=progress, label=archive_name)
+        os.replace(part, archive)
+    with zipfile.ZipFile(archive) as bundle:
+        try:
+            info = bundle.getinfo(member)
+        except KeyError:
+            raise ChecksumError(
+                f"{archive} has no member {member!r}; the archive is not the published "
+                "one: delete it and fetch again"
+            ) from None
+        fd, temp_name = tempfile.mkstemp(dir=directory, prefix=file.name, suffix=".part")
+        with os.fdopen(fd, "wb") as out, bundle.open(info) as member:
+            shutil.copyfileobj(member, out, _CHUNK)
+    target = directory / file.name
+    _check_and_move(Path(temp_name), target, file)
+    return target
+
+
+def _stream(url: str, part: Path, *, expected_size: int | None, progress: bool, label: str) -> None:
+    """Append the bytes of ``url`` to ``part``, resuming from its current length."""
+    start = part.stat().st_size if part.exists() else 0
+    if expected_size is not None and start >= expected_size:
+        return
+    request = urllib.request.Request(url, headers={"User-Agent": "facekit"})
+    if start:
+        request.add_header("Range", f"bytes={start}-")
+    with urllib.request.urlopen(request, timeout=_TIMEOUT_S) as response:
+        if start and response.status != 206:
+            start = 0  # the server ignored the range: start over
+        length = response.headers.get("Content-Length")
+        total = start + int(length) if length is not None else expected_size
+        from tqdm.auto import tqdm
+
+        with (
+            open(part, "ab" if start else "wb") as out,
+            tqdm(
+                total=total,
+                initial=start,
+                unit="B",
+                unit_scale=True,
+                desc=label,
+                disable=not progress,
+            ) as bar,
+        ):
+            for chunk in iter(lambda: response.read(_CHUNK), b""):
+                out.write(chunk)
+                bar.update(len(chunk))
+
+
+def _check_and_move(part: Path, target: Path, file: ModelFile) -> None:
+    actual = sha256_of(part)
+    if actual != file.sha256:
+        size = part.stat().st_size
+        part.unlink()
+        raise ChecksumError(
+            f"downloaded {file.name} is corrupt or incomplete: sha256 {actual} ({size} bytes), "
+            f"expected {file.sha256} ({file.size} bytes); the partial file was deleted"
+        )
+    os.replace(part, target)
+    _LOG.info("saved %s (sha256 verified)", target)

@@ -1,0 +1,90 @@
+"""What the zoo knows about a model: files with sha256, sources, licence, preprocessing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from ..types import Thresholds
+
+__all__ = ["ModelFile", "ModelSpec", "Source", "Task"]
+
+Task = Literal["detection", "recognition"]
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where a file can be downloaded from.
+
+    Attributes:
+        url: the official download address.
+        member: path of the file inside the archive at ``url`` (a zip), or ``None`` when
+            ``url`` is the file itself.
+    """
+
+    url: str
+    member: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelFile:
+    """One file of a model.
+
+    Attributes:
+        name: file name on disk (``det_10g.onnx``).
+        sha256: hex digest every copy must match before it is used.
+        size: size in bytes.
+        sources: official download sources, tried in order.
+    """
+
+    name: str
+    sha256: str
+    size: int
+    sources: tuple[Source, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    """A zoo entry.
+
+    Attributes:
+        name: zoo name (``scrfd_10g``).
+        task: "detection" or "recognition".
+        backend: registry name of the backend that runs it (``scrfd``, ``arcface``...).
+        files: the model's files.
+        license: the licence of the weights, as published.
+        research_only: the weights may not be used commercially.
+        description: one line for ``facekit models list``.
+        pack: the InsightFace pack the files ship in (``buffalo_l``), if any.
+        input_size: network input ``(width, height)``; for detectors with a dynamic input,
+            the size facekit letterboxes to by default.
+        color: channel order the network expects.
+        mean: subtracted from 0..255 pixel values before ``/ std``.
+        std: divisor after the mean is subtracted.
+        embedding_dim: ``D`` for recognition models.
+        template: alignment template name for recognition models.
+        thresholds: calibrated verification thresholds (recognition), with protocol.
+        provenance: where the facts above come from.
+    """
+
+    name: str
+    task: Task
+    backend: str
+    files: tuple[ModelFile, ...]
+    license: str
+    research_only: bool
+    description: str
+    pack: str | None = None
+    input_size: tuple[int, int] = (640, 640)
+    color: Literal["RGB", "BGR"] = "RGB"
+    mean: float = 127.5
+    std: float = 128.0
+    embedding_dim: int | None = None
+    template: str | None = None
+    thresholds: Thresholds | None = None
+    provenance: str = ""
+
+    @property
+    def size(self) -> int:
+        """Total bytes of the model's files."""
+        return sum(f.size for f in self.files)

@@ -1,0 +1,275 @@
+"""Finding model files: explicit path → ``model_dir`` / ``FACEKIT_HOME`` → installed model
+packages → the user cache, downloading into the cache as a last resort.
+
+Every file is checked against the zoo's sha256 before it is handed to a backend.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from pathlib import Path
+
+from ..errors import ChecksumError, ConfigError, ModelError, ModelNotFoundError
+from .download import download_file, sha256_of
+from .spec import ModelFile, ModelSpec, Task
+from .table import DEFAULT_MODELS, MODELS
+
+__all__ = [
+    "ENV_CACHE",
+    "ENV_HOME",
+    "ENV_OFFLINE",
+    "MODEL_PACKAGE_GROUP",
+    "ResolvedModel",
+    "cache_dir",
+    "default_model",
+    "get_spec",
+    "resolve",
+    "search_dirs",
+    "spec_for_sha256",
+    "verify",
+]
+
+_LOG = logging.getLogger(__name__)
+
+ENV_HOME = "FACEKIT_HOME"
+"""Environment variable naming a directory of model files searched before the cache."""
+ENV_CACHE = "FACEKIT_CACHE"
+"""Environment variable overriding the download cache directory."""
+ENV_OFFLINE = "FACEKIT_OFFLINE"
+"""Set to ``1`` to never download."""
+MODEL_PACKAGE_GROUP = "facekit.models"
+"""Entry-point group of pip-installable model packages: each entry point loads to a
+directory path (or a callable returning one) holding model files."""
+
+_SPECS = {spec.name: spec for spec in MODELS}
+_BY_SHA256 = {file.sha256: spec for spec in MODELS for file in spec.files}
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedModel:
+    """Model files found on disk and verified.
+
+    Attributes:
+        spec: the zoo entry, or ``None`` for a file the zoo does not know.
+        paths: one path per file of the model, in the order of ``spec.files``.
+        sha256: the verified digest of each path.
+    """
+
+    spec: ModelSpec | None
+    paths: tuple[Path, ...]
+    sha256: tuple[str, ...]
+
+    @property
+    def path(self) -> Path:
+        """The first (for single-file models: the only) file."""
+        return self.paths[0]
+
+    @property
+    def name(self) -> str:
+        """The zoo name, or the file name for an unlisted file."""
+        return self.spec.name if self.spec is not None else self.path.name
+
+
+def get_spec(name: str) -> ModelSpec:
+    """The zoo entry called ``name``.
+
+    Raises:
+        ConfigError: no model has that name.
+    """
+    try:
+        return _SPECS[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown model {name!r}; known models: {', '.join(sorted(_SPECS))} "
+            "(or pass a path to a model file)"
+        ) from None
+
+
+def spec_for_sha256(sha256: str) -> ModelSpec | None:
+    """The zoo entry one of whose files has this digest, if any."""
+    return _BY_SHA256.get(sha256)
+
+
+def default_model(backend: str) -> str:
+    """Zoo name of the model a backend loads when none is given."""
+    return DEFAULT_MODELS[backend]
+
+
+def cache_dir() -> Path:
+    """Directory downloads go to: ``$FACEKIT_CACHE``, else ``$XDG_CACHE_HOME/facekit``,
+    else ``~/.cache/facekit``."""
+    if os.environ.get(ENV_CACHE):
+        return Path(os.environ[ENV_CACHE]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser() / "facekit"
+
+
+def search_dirs(model_dir: str | os.PathLike[str] | None = None) -> list[Path]:
+    """Directories searched for model files, in order: ``model_dir``, ``$FACEKIT_HOME``,
+    directories of installed model packages, the cache."""
+    dirs: list[Path] = []
+    if model_dir is not None:
+        dirs.append(Path(model_dir).expanduser())
+    if os.environ.get(ENV_HOME):
+        dirs.append(Path(os.environ[ENV_HOME]).expanduser())
+    dirs.extend(_package_dirs())
+    dirs.append(cache_dir())
+    return dirs
+
+
+def _package_dirs() -> Iterable[Path]:
+    for ep in entry_points(group=MODEL_PACKAGE_GROUP):
+        try:
+            value = ep.load()
+            yield Path(value() if callable(value) else value)
+        except Exception as exc:  # a broken plugin must not hide the other directories
+            _LOG.warning("model package %s could not be loaded: %s", ep.value, exc)
+
+
+def resolve(
+    model: str | os.PathLike[str],
+    *,
+    task: Task | None = None,
+    model_dir: str | os.PathLike[str] | None = None,
+    download: bool | None = None,
+    progress: bool = True,
+) -> ResolvedModel:
+    """Find (or download) and verify the files of ``model``.
+
+    Args:
+        model: a zoo name, or a path to a model file.
+        task: if given, a zoo model of another task is refused.
+        model_dir: a directory searched first.
+        download: allow downloading into the cache; ``None`` means yes unless
+            ``$FACEKIT_OFFLINE`` is ``1``.
+        progress: show a progress bar while downloading.
+
+    Raises:
+        ModelNotFoundError: not found locally and not downloadable; the message says
+            which file, its sha256, and where to put it.
+        ChecksumError: a file was found but its sha256 is wrong.
+        ConfigError: an unknown zoo name, or a model of the wrong task.
+    """
+    path = _as_existing_path(model)
+    if path is not None:
+        digest = sha256_of(path)
+        spec = spec_for_sha256(digest)
+        if spec is not None and task is not None and spec.task != task:
+            raise ConfigError(f"{path} is {spec.name}, a {spec.task} model, not a {task} model")
+        if spec is not None and len(spec.files) > 1:
+            return _locate(spec, [path.parent], must_exist=True)
+        return ResolvedModel(spec, (path,), (digest,))
+    spec = get_spec(str(model))
+    if task is not None and spec.task != task:
+        raise ConfigError(f"{spec.name} is a {spec.task} model, not a {task} model")
+    dirs = search_dirs(model_dir)
+    found = _locate(spec, dirs, must_exist=False)
+    if found.paths:
+        return found
+    if download is None:
+        download = os.environ.get(ENV_OFFLINE, "") not in ("1", "true", "yes")
+    return _download_missing(spec, dirs, download, progress)
+
+
+def _as_existing_path(model: str | os.PathLike[str]) -> Path | None:
+    if isinstance(model, os.PathLike) or model in ("", ".") or os.sep in model or (
+        os.altsep is not None and os.altsep in model
+    ):
+        path = Path(model).expanduser()
+    elif Path(model).suffix and Path(model).exists():
+        path = Path(model)
+    else:
+        return None
+    if not path.is_file():
+        raise ModelNotFoundError(f"model file {path} does not exist (or is not a file)")
+    return path
+
+
+def _find(file: ModelFile, dirs: list[Path]) -> Path | None:
+    for directory in dirs:
+        for candidate in (directory / file.name, *sorted(directory.glob(f"*/{file.name}"))):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def _locate(spec: ModelSpec, dirs: list[Path], *, must_exist: bool) -> ResolvedModel:
+    paths: list[Path] = []
+    for file in spec.files:
+        path = _find(file, dirs)
+        if path is None:
+            if must_exist:
+                raise ModelNotFoundError(
+                    f"{spec.name} needs {file.name} (sha256 {file.sha256}) next to "
+                    f"{', '.join(str(d) for d in dirs)}"
+                )
+            return ResolvedModel(spec, (), ())
+        _check(path, file)
+        paths.append(path)
+    return ResolvedModel(spec, tuple(paths), tuple(f.sha256 for f in spec.files))
+
+
+def _check(path: Path, file: ModelFile) -> None:
+    actual = sha256_of(path)
+    if actual != file.sha256:
+        raise ChecksumError(
+            f"{path} has sha256 {actual} ({path.stat().st_size} bytes) but {file.name} must "
+            f"have {file.sha256} ({file.size} bytes): a corrupt or partial download, or "
+            "another model. Delete it and fetch it again."
+        )
+
+
+def _download_missing(
+    spec: ModelSpec, dirs: list[Path], download: bool, progress: bool
+) -> ResolvedModel:
+    target = cache_dir()
+    paths: list[Path] = []
+    for file in spec.files:
+        existing = _find(file, dirs)
+        if existing is not None:
+            _check(existing, file)
+            paths.append(existing)
+            continue
+        reason = "downloads are off ($FACEKIT_OFFLINE or download=False)"
+        if download and file.sources:
+            try:
+                paths.append(download_file(file, target, progress=progress))
+                continue
+            except ModelNotFoundError as exc:
+                reason = str(exc)
+        elif not file.sources:
+            reason = "the zoo has no public download source for it"
+        raise ModelNotFoundError(_missing_message(spec, file, dirs, reason))
+    return ResolvedModel(spec, tuple(paths), tuple(f.sha256 for f in spec.files))
+
+
+def _missing_message(spec: ModelSpec, file: ModelFile, dirs: list[Path], reason: str) -> str:
+    sources = ", ".join(
+        s.url + (f" (member {s.member})" if s.member else "") for s in file.sources
+    ) or "none"
+    return (
+        f"model {spec.name!r} needs {file.name} (sha256 {file.sha256}, {file.size} bytes), "
+        f"which is not available: {reason}. Official source: {sources}. Put the file in one "
+        f"of: {', '.join(str(d) for d in dirs)} (or set ${ENV_HOME}, or pass model_dir=)."
+    )
+
+
+def verify(spec: ModelSpec, *, model_dir: str | os.PathLike[str] | None = None) -> dict[str, str]:
+    """Check the local copies of ``spec``'s files: file name → "ok", "missing" or an error."""
+    dirs = search_dirs(model_dir)
+    status: dict[str, str] = {}
+    for file in spec.files:
+        path = _find(file, dirs)
+        if path is None:
+            status[file.name] = "missing"
+            continue
+        try:
+            _check(path, file)
+            status[file.name] = f"ok ({path})"
+        except ModelError as exc:
+            status[file.name] = f"BAD: {exc}"
+    return status
