@@ -12,7 +12,7 @@ import io
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import numpy as np
 
@@ -26,7 +26,7 @@ DEFAULT_MAX_PIXELS = 80_000_000
 ALPHA_BACKGROUND = (255, 255, 255)
 """RGB colour transparent pixels are flattened onto (white, like a browser page)."""
 
-ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, np.ndarray, Any]
+ImageInput = str | os.PathLike[str] | bytes | bytearray | memoryview | np.ndarray | Any
 """A path, encoded bytes, a numpy array (RGB order) or a PIL image."""
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import numpy as np
 
@@ -17,7 +17,7 @@ from .types import Detection, Face, Thresholds, Verification
 
 __all__ = ["FacePolicy", "FaceRecognizer"]
 
-FacePolicy = Union[Literal["largest", "best", "error"], int]
+FacePolicy = Literal["largest", "best", "error"] | int
 """Which face of an image to use when one is needed:
 
 - ``"largest"``: the face with the largest box (default; the subject of a portrait);
@@ -73,8 +73,8 @@ class FaceRecognizer:
         self.embedder: Embedder = _build(
             "embedder", embedder, embedder_model, {**common, **(embedder_options or {})}
         )
-        self.aligner: Aligner = aligner if aligner is not None else SimilarityAligner(
-            self.embedder.template
+        self.aligner: Aligner = (
+            aligner if aligner is not None else SimilarityAligner(self.embedder.template)
         )
         self.face = face
         self._thresholds = thresholds

@@ -61,9 +61,7 @@ class _Registry:
             if ep.name == name:
                 plugin: Callable[..., Any] = ep.load()
                 return plugin
-        raise ConfigError(
-            f"unknown {stage} {name!r}; available: {', '.join(self.names(stage))}"
-        )
+        raise ConfigError(f"unknown {stage} {name!r}; available: {', '.join(self.names(stage))}")
 
 
 def _check_stage(stage: str) -> None:

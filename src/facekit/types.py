@@ -17,7 +17,7 @@ Verdict = Literal["different", "likely same", "same"]
 
 
 def _frozen_array(value: npt.ArrayLike, dtype: type, shape: tuple[int, ...]) -> np.ndarray:
-    array = np.array(value, dtype=dtype)
+    array: np.ndarray = np.array(value, dtype=dtype)
     if array.shape != shape:
         raise ValueError(f"expected an array of shape {shape}, got {array.shape}")
     array.setflags(write=False)

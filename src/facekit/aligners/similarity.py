@@ -49,7 +49,7 @@ TEMPLATES: dict[str, Template] = {
         # InsightFace ArcFace training crops.
         Template("arcface112", (112, 112), _ARCFACE_112),
         # SphereFace/CosFace crops: the ArcFace template without its 8-pixel side margins.
-        Template("arcface96x112", (96, 112), _ARCFACE_112 - np.float32([8.0, 0.0])),
+        Template("arcface96x112", (96, 112), _ARCFACE_112 - np.array([8.0, 0.0], dtype=np.float32)),
         # The ArcFace template scaled to 160×160, for FaceNet-style 160-pixel networks.
         Template("arcface160", (160, 160), _ARCFACE_112 * np.float32(160.0 / 112.0)),
     )

@@ -108,6 +108,6 @@ def to_detections(
     clipped[:, 0::2] = np.clip(clipped[:, 0::2], 0, width)
     clipped[:, 1::2] = np.clip(clipped[:, 1::2], 0, height)
     return [
-        Detection(tuple(box), float(score), kps)  # type: ignore[arg-type]
+        Detection((box[0], box[1], box[2], box[3]), score, kps)
         for box, score, kps in zip(clipped.tolist(), scores.tolist(), landmarks, strict=True)
     ]

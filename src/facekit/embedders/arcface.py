@@ -97,8 +97,10 @@ class ArcFace:
         self._mean = graph_mean if mean is None else mean
         self._std = graph_std if std is None else std
         self._template = spec.template if spec is not None and spec.template else "arcface112"
-        self._thresholds = thresholds if thresholds is not None else (
-            spec.thresholds if spec is not None else None
+        self._thresholds = (
+            thresholds
+            if thresholds is not None
+            else (spec.thresholds if spec is not None else None)
         )
         self.flip = flip
         self.batch_size = 1 if batch_fixed else batch_size
@@ -128,7 +130,9 @@ class ArcFace:
         dim = outputs[0].shape[1]
         if isinstance(dim, int):
             if spec is not None and spec.embedding_dim not in (None, dim):
-                raise ModelError(f"{self.name}: graph gives {dim}-d, spec says {spec.embedding_dim}")
+                raise ModelError(
+                    f"{self.name}: graph gives {dim}-d, spec says {spec.embedding_dim}"
+                )
             return dim
         if spec is not None and spec.embedding_dim is not None:
             return spec.embedding_dim

@@ -67,9 +67,7 @@ def _fetch_direct(file: ModelFile, url: str, directory: Path, progress: bool) ->
     return target
 
 
-def _fetch_member(
-    file: ModelFile, url: str, member: str, directory: Path, progress: bool
-) -> Path:
+def _fetch_member(file: ModelFile, url: str, member: str, directory: Path, progress: bool) -> Path:
     archive_name = url.rsplit("/", 1)[-1]
     archive = directory / "archives" / archive_name
     if not archive.exists():
@@ -86,8 +84,8 @@ def _fetch_member(
                 "one: delete it and fetch again"
             ) from None
         fd, temp_name = tempfile.mkstemp(dir=directory, prefix=file.name, suffix=".part")
-        with os.fdopen(fd, "wb") as out, bundle.open(info) as member:
-            shutil.copyfileobj(member, out, _CHUNK)
+        with os.fdopen(fd, "wb") as out, bundle.open(info) as data:
+            shutil.copyfileobj(data, out, _CHUNK)
     target = directory / file.name
     _check_and_move(Path(temp_name), target, file)
     return target

@@ -152,20 +152,21 @@ def resolve(
         ModelNotFoundError: not found locally and not downloadable; the message says
             which file, its sha256, and where to put it.
         ChecksumError: a file was found but its sha256 is wrong.
-        ConfigError: an unknown zoo name, or a model of the wrong task.
+        ConfigError: an unknown zoo name.
+        ModelError: a model of another task than ``task``.
     """
     path = _as_existing_path(model)
     if path is not None:
         digest = sha256_of(path)
         spec = spec_for_sha256(digest)
         if spec is not None and task is not None and spec.task != task:
-            raise ConfigError(f"{path} is {spec.name}, a {spec.task} model, not a {task} model")
+            raise ModelError(f"{path} is {spec.name}, a {spec.task} model, not a {task} model")
         if spec is not None and len(spec.files) > 1:
             return _locate(spec, [path.parent], must_exist=True)
         return ResolvedModel(spec, (path,), (digest,))
     spec = get_spec(str(model))
     if task is not None and spec.task != task:
-        raise ConfigError(f"{spec.name} is a {spec.task} model, not a {task} model")
+        raise ModelError(f"{spec.name} is a {spec.task} model, not a {task} model")
     dirs = search_dirs(model_dir)
     found = _locate(spec, dirs, must_exist=False)
     if found.paths:
@@ -176,8 +177,11 @@ def resolve(
 
 
 def _as_existing_path(model: str | os.PathLike[str]) -> Path | None:
-    if isinstance(model, os.PathLike) or model in ("", ".") or os.sep in model or (
-        os.altsep is not None and os.altsep in model
+    if (
+        isinstance(model, os.PathLike)
+        or model in ("", ".")
+        or os.sep in model
+        or (os.altsep is not None and os.altsep in model)
     ):
         path = Path(model).expanduser()
     elif Path(model).suffix and Path(model).exists():
@@ -248,9 +252,10 @@ def _download_missing(
 
 
 def _missing_message(spec: ModelSpec, file: ModelFile, dirs: list[Path], reason: str) -> str:
-    sources = ", ".join(
-        s.url + (f" (member {s.member})" if s.member else "") for s in file.sources
-    ) or "none"
+    sources = (
+        ", ".join(s.url + (f" (member {s.member})" if s.member else "") for s in file.sources)
+        or "none"
+    )
     return (
         f"model {spec.name!r} needs {file.name} (sha256 {file.sha256}, {file.size} bytes), "
         f"which is not available: {reason}. Official source: {sources}. Put the file in one "

@@ -1,0 +1,48 @@
+"""Shared fixtures. Real weights and photos live in ``../shared`` (or ``$FACEKIT_SHARED``);
+when they are missing the run fails: facekit's tests never skip real-model checks."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """The shared folder with ``models/`` and ``data/``."""
+    path = Path(os.environ.get("FACEKIT_SHARED", REPO.parent / "shared")).resolve()
+    for needed in (path / "models", path / "data"):
+        if not needed.is_dir():
+            pytest.fail(
+                f"{needed} is missing: real weights and photos are required "
+                "(set FACEKIT_SHARED to the folder holding models/ and data/)"
+            )
+    return path
+
+
+@pytest.fixture(scope="session")
+def models_dir(shared_dir: Path) -> Path:
+    return shared_dir / "models"
+
+
+@pytest.fixture(scope="session")
+def data_dir(shared_dir: Path) -> Path:
+    return shared_dir / "data"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """A skipped test counts as a failure unless FACEKIT_ALLOW_SKIPS=1."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = len(reporter.stats.get("skipped", [])) if reporter is not None else 0
+    if skipped and os.environ.get("FACEKIT_ALLOW_SKIPS") != "1" and exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        if reporter is not None:
+            reporter.write_line(
+                f"FAILED: {skipped} test(s) skipped; real-model tests must run "
+                "(FACEKIT_ALLOW_SKIPS=1 to allow)",
+                red=True,
+            )

@@ -1,0 +1,249 @@
+"""The verification pipeline end to end on real weights and real photos."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facekit import FaceRecognizer, Thresholds, Verification
+from facekit.cli import main as cli_main
+from facekit.detectors import SCRFD
+from facekit.embedders import ArcFace
+from facekit.errors import ConfigError, ImageError, MultipleFacesError, NoFaceError
+from facekit.evaluation import calibrate, pair_scores, roc_auc
+from facekit.zoo import get_spec
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _calibration_script():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location(
+        "calibrate", REPO / "scripts/calibrate_thresholds.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def recognizer(models_dir: Path) -> FaceRecognizer:
+    return FaceRecognizer(
+        detector_model="scrfd_2.5g", embedder_model="mobilefacenet_128d", model_dir=models_dir
+    )
+
+
+@pytest.fixture(scope="module")
+def calibration_set(shared_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    return _calibration_script().embed_calibration_set(
+        shared_dir, "scrfd_2.5g", "mobilefacenet_128d"
+    )
+
+
+def test_same_and_different_people(recognizer: FaceRecognizer, data_dir: Path) -> None:
+    openface = data_dir / "openface"
+    same = recognizer.verify(openface / "lennon-1.jpg", openface / "lennon-2.jpg")
+    assert isinstance(same, Verification)
+    assert same.same
+    assert same.verdict == "same"
+    assert same.similarity > 0.5
+    assert recognizer.verify(openface / "clapton-1.jpg", openface / "clapton-2.jpg").same
+    for a, b in [("lennon-1", "clapton-1"), ("carell", "adams"), ("lennon-2", "carell")]:
+        different = recognizer.verify(openface / f"{a}.jpg", openface / f"{b}.jpg")
+        assert not different.same
+        assert different.verdict == "different"
+        assert different.similarity < 0.2
+    assert (
+        same.threshold == same.thresholds.likely == get_spec("mobilefacenet_128d").thresholds.likely
+    )
+    # the faces used are returned with their boxes: Lennon's face in lennon-1 is large
+    x1, _y1, x2, _y2 = same.face_a.box
+    assert x2 - x1 > 400
+    assert same.face_a.embedding.shape == (128,)
+
+
+def test_roc_auc_on_all_pairs_of_the_shared_photos(
+    calibration_set: tuple[np.ndarray, np.ndarray],
+) -> None:
+    embeddings, labels = calibration_set
+    genuine, impostor = pair_scores(embeddings, labels)
+    auc = roc_auc(genuine, impostor)
+    assert genuine.size == 1803
+    assert impostor.size == 83275
+    assert auc > 0.999  # measured 0.99997 (scripts/calibrate_thresholds.py)
+    assert np.median(genuine) > 0.6 > 0.1 > np.median(impostor)
+
+
+def test_zoo_thresholds_reproduce_from_the_stated_protocol(
+    calibration_set: tuple[np.ndarray, np.ndarray],
+) -> None:
+    genuine, impostor = pair_scores(*calibration_set)
+    measured, _, _ = calibrate(genuine, impostor)
+    recorded = get_spec("mobilefacenet_128d").thresholds
+    assert recorded is not None
+    assert abs(measured.likely - recorded.likely) < 0.01
+    assert abs(measured.same - recorded.same) < 0.01
+    assert "FAR 0.01" in recorded.protocol
+    assert "FAR 0.001" in recorded.protocol
+
+
+def test_verdict_tiers_and_threshold_override(
+    recognizer: FaceRecognizer, models_dir: Path, data_dir: Path
+) -> None:
+    a, b = data_dir / "openface/lennon-1.jpg", data_dir / "openface/lennon-2.jpg"
+    similarity = recognizer.verify(a, b).similarity
+    strict = FaceRecognizer(
+        detector=recognizer.detector,
+        embedder=recognizer.embedder,
+        thresholds=Thresholds(likely=similarity - 0.05, same=similarity + 0.05),
+    )
+    result = strict.verify(a, b)
+    assert result.verdict == "likely same"
+    assert result.same
+    assert result.similarity == pytest.approx(similarity, abs=1e-6)
+    assert Thresholds(0.2, 0.3).verdict(0.1) == "different"
+    with pytest.raises(ValueError, match="likely <= same"):
+        Thresholds(0.5, 0.3)
+
+
+def test_face_policies_on_a_two_person_photo(
+    recognizer: FaceRecognizer, models_dir: Path, data_dir: Path
+) -> None:
+    photo = data_dir / "openface/longoria-cooper.jpg"
+    faces = recognizer.faces(photo)
+    assert len(faces) == 2
+    by_x = sorted(faces, key=lambda f: f.box[0])
+    assert abs((by_x[0].box[0] + by_x[0].box[2]) / 2 - 91) < 25  # Eva Longoria, x ≈ 91
+    assert abs((by_x[1].box[0] + by_x[1].box[2]) / 2 - 191) < 25  # Bradley Cooper, x ≈ 191
+    largest = max(faces, key=lambda f: f.detection.area)
+    assert np.allclose(recognizer.embed(photo), largest.embedding, atol=1e-6)
+    best = max(faces, key=lambda f: f.detection.score)
+    assert np.allclose(recognizer.embed(photo, face="best"), best.embedding, atol=1e-6)
+    assert np.allclose(recognizer.embed(photo, face=1), faces[1].embedding, atol=1e-6)
+    with pytest.raises(MultipleFacesError, match="2 faces"):
+        recognizer.embed(photo, face="error")
+    with pytest.raises(NoFaceError, match="index 5"):
+        recognizer.embed(photo, face=5)
+    with pytest.raises(ConfigError):
+        recognizer.embed(photo, face="smallest")  # type: ignore[arg-type]
+    # Bradley Cooper here and in facenet-pytorch's aligned crop of him: the same person
+    crop = data_dir / "facenet_pytorch/test_images_aligned/bradley_cooper/1.png"
+    padded = FaceRecognizer(
+        detector=SCRFD("scrfd_2.5g", model_dir=models_dir, padding=0.5),
+        embedder=recognizer.embedder,
+    )
+    cooper = float(by_x[1].embedding @ padded.embed(crop))
+    longoria = float(by_x[0].embedding @ padded.embed(crop))
+    assert cooper > recognizer.thresholds.likely > longoria
+
+
+def test_errors_name_the_image(recognizer: FaceRecognizer, data_dir: Path, tmp_path: Path) -> None:
+    lennon, empty = data_dir / "openface/lennon-1.jpg", data_dir / "mtcnn/no-faces.jpg"
+    with pytest.raises(NoFaceError, match=r"no face found in image 2 \(.*no-faces.jpg\)"):
+        recognizer.verify(lennon, empty)
+    with pytest.raises(NoFaceError, match="image 1"):
+        recognizer.verify(empty, lennon)
+    text = tmp_path / "notes.jpg"
+    text.write_text("not a photo")
+    with pytest.raises(ImageError, match=r"notes\.jpg"):
+        recognizer.verify(lennon, text)
+    small = FaceRecognizer(
+        detector=recognizer.detector, embedder=recognizer.embedder, max_pixels=1000
+    )
+    with pytest.raises(ImageError, match="too large"):
+        small.verify(lennon, lennon)
+    assert recognizer.faces(empty) == []
+
+
+def test_instances_and_names_are_checked(models_dir: Path) -> None:
+    detector = SCRFD("scrfd_500m", model_dir=models_dir)
+    embedder = ArcFace("mobilefacenet_128d", model_dir=models_dir)
+    with pytest.raises(ConfigError, match="detector_model applies"):
+        FaceRecognizer(detector=detector, embedder=embedder, detector_model="scrfd_2.5g")
+    with pytest.raises(ConfigError, match="implementing"):
+        FaceRecognizer(detector=object(), embedder=embedder)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="unknown detector 'nope'"):
+        FaceRecognizer(detector="nope", embedder=embedder)
+
+
+def test_cli_verify_text_json_and_errors(
+    models_dir: Path, data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    common = [
+        "--detector-model",
+        "scrfd_2.5g",
+        "--embedder-model",
+        "mobilefacenet_128d",
+        "--model-dir",
+        str(models_dir),
+    ]
+    a, b = str(data_dir / "openface/lennon-1.jpg"), str(data_dir / "openface/lennon-2.jpg")
+    assert cli_main(["verify", a, b, *common]) == 0
+    assert capsys.readouterr().out.startswith("SAME: similarity 0.6")
+    assert cli_main(["verify", a, str(data_dir / "openface/carell.jpg"), *common, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["verdict"] == "different"
+    assert report["same"] is False
+    assert report["embedder"] == "mobilefacenet_128d"
+    assert len(report["face_a"]["landmarks"]) == 5
+    assert cli_main(["verify", a, str(data_dir / "mtcnn/no-faces.jpg"), *common]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("facekit: error: no face found in image 2")
+    assert "\n" not in err
+
+
+def test_cli_models_list_and_verify(models_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_main(["models", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert "scrfd_500m" in listing
+    assert "RESEARCH ONLY" in listing
+    assert (
+        cli_main(
+            ["models", "verify", "scrfd_500m", "mobilefacenet_128d", "--model-dir", str(models_dir)]
+        )
+        == 0
+    )
+    assert capsys.readouterr().out.count("ok (") == 2
+
+
+def test_command_line_entry_point_runs(models_dir: Path, data_dir: Path) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "facekit",
+            "verify",
+            str(data_dir / "openface/clapton-1.jpg"),
+            str(data_dir / "openface/clapton-2.jpg"),
+            "--detector-model",
+            "scrfd_500m",
+            "--embedder-model",
+            "mobilefacenet_128d",
+            "--model-dir",
+            str(models_dir),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["same"] is True
+
+
+def test_import_is_light() -> None:
+    code = (
+        "import sys, facekit; from facekit import FaceRecognizer, load_image; "
+        "heavy = [m for m in ('torch', 'mxnet', 'tensorflow') if m in sys.modules]; "
+        "print(','.join(heavy))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == ""
