@@ -13,7 +13,7 @@ import zipfile
 from pathlib import Path
 
 from ..errors import ChecksumError, ModelNotFoundError
-from .spec import ModelFile
+from .spec import ModelFile, Source
 
 __all__ = ["download_file", "sha256_of"]
 
@@ -51,7 +51,7 @@ def download_file(file: ModelFile, directory: Path, *, progress: bool = True) ->
         try:
             if source.member is None:
                 return _fetch_direct(file, source.url, directory, progress)
-            return _fetch_member(file, source.url, source.member, directory, progress)
+            return _fetch_member(file, source, source.member, directory, progress)
         except (urllib.error.URLError, OSError, zipfile.BadZipFile) as exc:
             reason = getattr(exc, "reason", None) or exc
             _LOG.warning("could not download %s from %s: %s", file.name, source.url, reason)
@@ -67,24 +67,40 @@ def _fetch_direct(file: ModelFile, url: str, directory: Path, progress: bool) ->
     return target
 
 
-def _fetch_member(file: ModelFile, url: str, member: str, directory: Path, progress: bool) -> Path:
-    archive_name = url.rsplit("/", 1)[-1]
+def _fetch_member(
+    file: ModelFile, source: Source, member: str, directory: Path, progress: bool
+) -> Path:
+    """Download the archive once (kept under ``archives/`` for its other members), check
+    it, and extract ``member`` through a temporary file."""
+    archive_name = source.url.rsplit("/", 1)[-1]
     archive = directory / "archives" / archive_name
     if not archive.exists():
         archive.parent.mkdir(parents=True, exist_ok=True)
         part = archive.with_name(archive.name + ".part")
-        _stream(url, part, expected_size=None, progress=progress, label=archive_name)
+        _stream(
+            source.url,
+            part,
+            expected_size=source.archive_size,
+            progress=progress,
+            label=archive_name,
+        )
+        if source.archive_sha256 is not None:
+            _verify_or_delete(part, archive_name, source.archive_sha256, source.archive_size)
         os.replace(part, archive)
     with zipfile.ZipFile(archive) as bundle:
-        try:
-            info = bundle.getinfo(member)
-        except KeyError:
+        # Some packs wrap their files in a folder named after the pack: accept any depth.
+        names = {file.name, *file.aliases, member.rsplit("/", 1)[-1]}
+        candidates = [member] + [
+            n for n in bundle.namelist() if n != member and n.rsplit("/", 1)[-1] in names
+        ]
+        present = [n for n in candidates if n in bundle.NameToInfo]
+        if not present:
             raise ChecksumError(
                 f"{archive} has no member {member!r}; the archive is not the published "
                 "one: delete it and fetch again"
-            ) from None
+            )
         fd, temp_name = tempfile.mkstemp(dir=directory, prefix=file.name, suffix=".part")
-        with os.fdopen(fd, "wb") as out, bundle.open(info) as data:
+        with os.fdopen(fd, "wb") as out, bundle.open(present[0]) as data:
             shutil.copyfileobj(data, out, _CHUNK)
     target = directory / file.name
     _check_and_move(Path(temp_name), target, file)
@@ -122,14 +138,19 @@ def _stream(url: str, part: Path, *, expected_size: int | None, progress: bool, 
                 bar.update(len(chunk))
 
 
-def _check_and_move(part: Path, target: Path, file: ModelFile) -> None:
+def _verify_or_delete(part: Path, label: str, sha256: str, size: int | None) -> None:
     actual = sha256_of(part)
-    if actual != file.sha256:
-        size = part.stat().st_size
+    if actual != sha256:
+        got = part.stat().st_size
         part.unlink()
         raise ChecksumError(
-            f"downloaded {file.name} is corrupt or incomplete: sha256 {actual} ({size} bytes), "
-            f"expected {file.sha256} ({file.size} bytes); the partial file was deleted"
+            f"downloaded {label} is corrupt or incomplete: sha256 {actual} ({got} bytes), "
+            f"expected {sha256} ({size if size is not None else '?'} bytes); the partial file "
+            "was deleted"
         )
+
+
+def _check_and_move(part: Path, target: Path, file: ModelFile) -> None:
+    _verify_or_delete(part, file.name, file.sha256, file.size)
     os.replace(part, target)
     _LOG.info("saved %s (sha256 verified)", target)

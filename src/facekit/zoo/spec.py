@@ -19,11 +19,16 @@ class Source:
     Attributes:
         url: the official download address.
         member: path of the file inside the archive at ``url`` (a zip), or ``None`` when
-            ``url`` is the file itself.
+            ``url`` is the file itself. A member at another folder depth with the same
+            file name is accepted too (packs differ in whether they wrap files in a folder).
+        archive_sha256: sha256 of the archive itself, checked before it is opened.
+        archive_size: size of the archive in bytes.
     """
 
     url: str
     member: str | None = None
+    archive_sha256: str | None = None
+    archive_size: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,12 +40,14 @@ class ModelFile:
         sha256: hex digest every copy must match before it is used.
         size: size in bytes.
         sources: official download sources, tried in order.
+        aliases: other names the same bytes are distributed under (looked for too).
     """
 
     name: str
     sha256: str
     size: int
     sources: tuple[Source, ...] = ()
+    aliases: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -195,9 +195,10 @@ def _as_existing_path(model: str | os.PathLike[str]) -> Path | None:
 
 def _find(file: ModelFile, dirs: list[Path]) -> Path | None:
     for directory in dirs:
-        for candidate in (directory / file.name, *sorted(directory.glob(f"*/{file.name}"))):
-            if candidate.is_file():
-                return candidate
+        for name in (file.name, *file.aliases):
+            for candidate in (directory / name, *sorted(directory.glob(f"*/{name}"))):
+                if candidate.is_file():
+                    return candidate
     return None
 
 

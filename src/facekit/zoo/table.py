@@ -19,8 +19,38 @@ _INSIGHTFACE_LICENSE = (
 _UNKNOWN_RESEARCH = "no licence stated by the source; treat as non-commercial research only"
 
 
-def _pack(pack: str, member: str) -> tuple[Source, ...]:
-    return (Source(f"{_INSIGHTFACE_RELEASE}/{pack}.zip", member=member),)
+# Pack archives of InsightFace's v0.7 release: (sha256, bytes). InsightFace publishes no
+# digests; these are the values public projects pin (e.g. Visionatrix
+# visionatrix/basic_node_list.py), each found in two or more independent places.
+_PACKS = {
+    "buffalo_l": ("80ffe37d8a5940d59a7384c201a2a38d4741f2f3c51eef46ebb28218a7b0ca2f", 288621354),
+    "buffalo_m": ("d98264bd8f2dc75cbc2ddce2a14e636e02bb857b3051c234b737bf3b614edca9", 275951529),
+    "buffalo_s": ("d85a87f503f691807cd8bb97128bdf7a0660326cd9cd02657127fa978bab8b5e", 127607557),
+    "buffalo_sc": ("57d31b56b6ffa911c8a73cfc1707c73cab76efe7f13b675a05223bf42de47c72", 14969382),
+    "antelopev2": ("8e182f14fc6e80b3bfa375b33eb6cff7ee05d8ef7633e738d1c89021dcf0c5c5", 360662982),
+}
+
+
+def _pack(pack: str, member: str) -> Source:
+    sha256, size = _PACKS[pack]
+    return Source(
+        f"{_INSIGHTFACE_RELEASE}/{pack}.zip",
+        member=member,
+        archive_sha256=sha256,
+        archive_size=size,
+    )
+
+
+# InsightFace's own SCRFD + ArcFaceONNX recognition demo (web-demos/src_recognition) says
+# "NOT the same person" below 0.20, "LIKELY TO be the same person" from 0.20 and "ARE the
+# same person" from 0.28. facekit cannot re-calibrate these weights offline, so it states
+# where the numbers come from instead.
+_INSIGHTFACE_DEMO = Thresholds(
+    likely=0.20,
+    same=0.28,
+    protocol="InsightFace's published recognition demo cut-offs (web-demos/src_recognition, "
+    "made for w600k_r50): not calibrated by facekit",
+)
 
 
 _SHARED_PAIRS = (
@@ -32,6 +62,26 @@ _SHARED_PAIRS = (
 
 MODELS: tuple[ModelSpec, ...] = (
     ModelSpec(
+        name="scrfd_10g",
+        task="detection",
+        backend="scrfd",
+        pack="buffalo_l",
+        files=(
+            ModelFile(
+                "det_10g.onnx",
+                "5838f7fe053675b1c7a08b633df49e7af5495cee0493c7dcf6697200b85b5b91",
+                16923827,
+                (_pack("buffalo_l", "det_10g.onnx"), _pack("antelopev2", "scrfd_10g_bnkps.onnx")),
+                aliases=("scrfd_10g_bnkps.onnx",),
+            ),
+        ),
+        license=_INSIGHTFACE_LICENSE,
+        research_only=True,
+        description="SCRFD-10G with keypoints (buffalo_l det_10g = antelopev2 scrfd_10g_bnkps)",
+        provenance="sha256 and size pinned by yakhyo/uniface (uniface/constants.py) and "
+        "Visionatrix; identical in buffalo_l and antelopev2",
+    ),
+    ModelSpec(
         name="scrfd_500m",
         task="detection",
         backend="scrfd",
@@ -41,7 +91,7 @@ MODELS: tuple[ModelSpec, ...] = (
                 "det_500m.onnx",
                 "5e4447f50245bbd7966bd6c0fa52938c61474a04ec7def48753668a9d8b4ea3a",
                 2524817,
-                _pack("buffalo_s", "det_500m.onnx"),
+                (_pack("buffalo_s", "det_500m.onnx"), _pack("buffalo_sc", "det_500m.onnx")),
             ),
         ),
         license=_INSIGHTFACE_LICENSE,
@@ -60,7 +110,7 @@ MODELS: tuple[ModelSpec, ...] = (
                 "det_2.5g.onnx",
                 "041f73f47371333d1d17a6fee6c8ab4e6aecabefe398ff32cca4e2d5eaee0af9",
                 3292009,
-                _pack("buffalo_m", "det_2.5g.onnx"),
+                (_pack("buffalo_m", "det_2.5g.onnx"),),
             ),
         ),
         license=_INSIGHTFACE_LICENSE,
@@ -86,6 +136,80 @@ MODELS: tuple[ModelSpec, ...] = (
         description="SCRFD-2.5G with keypoints, fixed 1x3x640x640, named batched outputs",
         provenance="file models/scrfd.onnx of the PyPI sdist scrfd==0.3.0 (renamed); only "
         "distributed inside that sdist, so no direct download source",
+    ),
+    ModelSpec(
+        name="arcface_r50",
+        task="recognition",
+        backend="arcface",
+        pack="buffalo_l",
+        files=(
+            ModelFile(
+                "w600k_r50.onnx",
+                "4c06341c33c2ca1f86781dab0e829f88ad5b64be9fba56e56bc9ebdefc619e43",
+                174383860,
+                (_pack("buffalo_l", "w600k_r50.onnx"), _pack("buffalo_m", "w600k_r50.onnx")),
+            ),
+        ),
+        license=_INSIGHTFACE_LICENSE,
+        research_only=True,
+        description="ArcFace ResNet-50 trained on WebFace600K (buffalo_l/buffalo_m), 512-d",
+        input_size=(112, 112),
+        mean=127.5,
+        std=127.5,
+        embedding_dim=512,
+        template="arcface112",
+        thresholds=_INSIGHTFACE_DEMO,
+        provenance="sha256 and size pinned by yakhyo/uniface and Visionatrix",
+    ),
+    ModelSpec(
+        name="arcface_mbf",
+        task="recognition",
+        backend="arcface",
+        pack="buffalo_s",
+        files=(
+            ModelFile(
+                "w600k_mbf.onnx",
+                "9cc6e4a75f0e2bf0b1aed94578f144d15175f357bdc05e815e5c4a02b319eb4f",
+                13616099,
+                (_pack("buffalo_s", "w600k_mbf.onnx"), _pack("buffalo_sc", "w600k_mbf.onnx")),
+            ),
+        ),
+        license=_INSIGHTFACE_LICENSE,
+        research_only=True,
+        description="ArcFace MobileFaceNet trained on WebFace600K (buffalo_s/buffalo_sc), 512-d",
+        input_size=(112, 112),
+        mean=127.5,
+        std=127.5,
+        embedding_dim=512,
+        template="arcface112",
+        thresholds=_INSIGHTFACE_DEMO,
+        provenance="sha256 pinned by yakhyo/uniface and public download logs; the demo "
+        "thresholds were made for w600k_r50 (same data and loss)",
+    ),
+    ModelSpec(
+        name="arcface_r100_glint360k",
+        task="recognition",
+        backend="arcface",
+        pack="antelopev2",
+        files=(
+            ModelFile(
+                "glintr100.onnx",
+                "4ab1d6435d639628a6f3e5008dd4f929edf4c4124b1a7169e1048f9fef534cdf",
+                260665334,
+                (_pack("antelopev2", "antelopev2/glintr100.onnx"),),
+            ),
+        ),
+        license=_INSIGHTFACE_LICENSE,
+        research_only=True,
+        description="ArcFace ResNet-100 trained on Glint360K (antelopev2), 512-d",
+        input_size=(112, 112),
+        mean=127.5,
+        std=127.5,
+        embedding_dim=512,
+        template="arcface112",
+        thresholds=_INSIGHTFACE_DEMO,
+        provenance="sha256 and size pinned by Visionatrix and others; the demo thresholds "
+        "were made for w600k_r50",
     ),
     ModelSpec(
         name="mobilefacenet_128d",
@@ -115,6 +239,122 @@ MODELS: tuple[ModelSpec, ...] = (
         ),
         provenance="diandianti/photo_analyze models/mobilefacenet.onnx @ 2715cee6; provenance "
         "of the weights unknown",
+    ),
+    # In the zoo for their files; their backends arrive with later releases.
+    ModelSpec(
+        name="retinaface_mnet025_mxnet",
+        task="detection",
+        backend="retinaface",
+        files=(
+            ModelFile(
+                "mnet.25-symbol.json",
+                "e38fc6293fc25e07974203f1b4d5f244019b41c96ade4e275029426dab5e2ad3",
+                122514,
+            ),
+            ModelFile(
+                "mnet.25-0000.params",
+                "051313a2e7e62e981aafcf0dd5cb16505eca4295c4d2f6f36749a173eda8413c",
+                1757080,
+            ),
+        ),
+        license=_UNKNOWN_RESEARCH + " (InsightFace RetinaFace weights)",
+        research_only=True,
+        description="RetinaFace MobileNet-0.25, MXNet checkpoint (RGB 0..255 input)",
+        mean=0.0,
+        std=1.0,
+        provenance="bogireddytejareddy/retinaface-pytorch @ 21f4bff4",
+    ),
+    ModelSpec(
+        name="retinaface_mnet025_onnx",
+        task="detection",
+        backend="retinaface_onnx",
+        files=(
+            ModelFile(
+                "retinaface_mnet025_biubug6_640.onnx",
+                "f8cce06cdfa5d2a07a8378c8cff4c4f33f0b00a3f24d9ef53042ff591a881eb7",
+                1709521,
+            ),
+        ),
+        license=_UNKNOWN_RESEARCH,
+        research_only=True,
+        description="RetinaFace MobileNet-0.25, Pytorch_Retinaface layout, fixed 640, BGR",
+        color="BGR",
+        mean=0.0,
+        std=1.0,
+        provenance="diandianti/photo_analyze models/FaceDetector.onnx @ 2715cee6",
+    ),
+    ModelSpec(
+        name="yunet_2026may",
+        task="detection",
+        backend="yunet",
+        files=(
+            ModelFile(
+                "face_detection_yunet_2026may.onnx",
+                "ebafce4e3c118d6554634be5c27ab333b4c047a9a8c3faf1d7cf93101c22f0f0",
+                229738,
+            ),
+        ),
+        license="MIT (OpenCV Zoo YuNet)",
+        research_only=False,
+        description="YuNet face detector (OpenCV Zoo), dynamic input, BGR 0..255",
+        color="BGR",
+        mean=0.0,
+        std=1.0,
+        provenance="RuDr8A/RealTime-PPE-Compliance @ d876a822; upstream OpenCV Zoo",
+    ),
+    ModelSpec(
+        name="mtcnn",
+        task="detection",
+        backend="mtcnn",
+        files=(
+            ModelFile(
+                "pnet.pt",
+                "a2a71925e0b9996a42f63e47efc1ca19043e69558b5c523b978d611dfae49c8f",
+                28570,
+            ),
+            ModelFile(
+                "rnet.pt",
+                "bbb937de72efc9ef83b186c49f5f558467a1d7e3453a8ece0d71a886633f6a86",
+                403147,
+            ),
+            ModelFile(
+                "onet.pt",
+                "165bfbe42940416ccfb977545cf0e976d5bf321f67083ae2aaaa5c764280118d",
+                1559269,
+            ),
+        ),
+        license="MIT (facenet-pytorch)",
+        research_only=False,
+        description="MTCNN P/R/O-Net state dicts from facenet-pytorch 2.6.0 (torch)",
+        mean=127.5,
+        std=128.0,
+        provenance="PyPI wheel facenet-pytorch==2.6.0, facenet_pytorch/data/",
+    ),
+    ModelSpec(
+        name="mobilefacenet_mxnet",
+        task="recognition",
+        backend="arcface_mxnet",
+        files=(
+            ModelFile(
+                "model_mobilefacenet-symbol.json",
+                "4bd531672d9c625cfe14312bcb102e85a24eb79973e4812287de381e31573dcf",
+                107862,
+            ),
+            ModelFile(
+                "model_mobilefacenet-0200.params",
+                "e518bbbd95c9ee4293d664f8d1ea16f1012809513b1037689f2baa6019a7b8bf",
+                4115186,
+            ),
+        ),
+        license=_UNKNOWN_RESEARCH + " (InsightFace MobileFaceNet)",
+        research_only=True,
+        description="MobileFaceNet, MXNet checkpoint (normalises inside the graph), 128-d",
+        input_size=(112, 112),
+        mean=0.0,
+        std=1.0,
+        embedding_dim=128,
+        template="arcface112",
+        provenance="Laulian/MxNet2Caffe-mobilefacenet @ 36e74bf5",
     ),
 )
 
