@@ -55,7 +55,7 @@ _INSIGHTFACE_DEMO = Thresholds(
 
 _SHARED_PAIRS = (
     "calibrated by facekit with scripts/calibrate_thresholds.py on facekit-shared-v1 (ORL "
-    "40x10 plus 14 celebrity photo faces; SCRFD-2.5G detection, arcface112 alignment, flip "
+    "40x10 plus 13 celebrity photo faces; SCRFD-2.5G detection, arcface112 alignment, flip "
     "averaging): "
 )
 
