@@ -265,4 +265,5 @@ def test_example_runs(models_dir: Path, data_dir: Path) -> None:
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
-    assert "-> same" in done.stdout and "verdict='same'" in done.stdout
+    assert "-> same" in done.stdout
+    assert "verdict='same'" in done.stdout
