@@ -11,7 +11,7 @@ import onnxruntime as ort
 import pytest
 
 from facekit.detectors import SCRFD
-from facekit.errors import ConfigError, ModelError
+from facekit.errors import ConfigError, DeviceError, ModelError
 from facekit.io import load_image
 
 
@@ -172,3 +172,56 @@ def test_wrong_model_files(models_dir: Path, tmp_path: Path) -> None:
     garbage.write_bytes(b"this is not a model" * 10)
     with pytest.raises(ModelError, match="not a loadable ONNX model"):
         SCRFD(garbage)
+
+
+def _batched_export(source: Path, target: Path) -> Path:
+    """Re-export the fixed 640 SCRFD with a dynamic batch dimension: the same weights, its
+    Reshape targets ``[1, -1, C]`` turned into ``[0, -1, C]`` (0 = keep the batch)."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(source))
+    graph = model.graph
+    graph.input[0].type.tensor_type.shape.dim[0].dim_param = "batch"
+    for output in graph.output:
+        output.type.tensor_type.shape.dim[0].dim_param = "batch"
+    constants = {tensor.name: tensor for tensor in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Reshape" and node.input[1] in constants:
+            shape = numpy_helper.to_array(constants[node.input[1]]).copy()
+            shape[0] = 0
+            constants[node.input[1]].CopyFrom(numpy_helper.from_array(shape, node.input[1]))
+    onnx.save(model, str(target))
+    return target
+
+
+def test_dynamic_batch_export_runs_batched_and_matches(
+    models_dir: Path, data_dir: Path, tmp_path: Path
+) -> None:
+    fixed_path = models_dir / "scrfd/scrfd_2.5g_kps_640x640.onnx"
+    batched = SCRFD(_batched_export(fixed_path, tmp_path / "scrfd_batched.onnx"), batch_size=3)
+    fixed = SCRFD(fixed_path)
+    assert batched.batch_size == 3
+    assert fixed.batch_size == 1  # a graph with a batch of 1 runs image by image
+    images = [
+        data_dir / "insightface_samples/t1.jpg",
+        data_dir / "mtcnn/no-faces.jpg",
+        data_dir / "openface/longoria-cooper.jpg",
+        data_dir / "facenet_pytorch/multiface.jpg",
+    ]
+    together, alone = batched.detect_batch(images), fixed.detect_batch(images)
+    assert [len(found) for found in together] == [len(found) for found in alone]
+    assert [len(found) for found in together][:3] == [6, 0, 2]
+    for many, one in zip(together, alone, strict=True):
+        for a, b in zip(many, one, strict=True):
+            assert np.allclose(a.box, b.box, atol=1e-3)
+            assert np.allclose(a.landmarks, b.landmarks, atol=1e-3)
+
+
+def test_unusable_device_is_an_error(models_dir: Path) -> None:
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.fail("this test expects the CPU-only onnxruntime of the core install")
+    with pytest.raises(DeviceError, match="no CUDA provider"):
+        SCRFD("scrfd_500m", model_dir=models_dir, device="cuda")
+    with pytest.raises(DeviceError, match="unknown device"):
+        SCRFD("scrfd_500m", model_dir=models_dir, device="tpu")
