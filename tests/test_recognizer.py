@@ -267,3 +267,23 @@ def test_example_runs(models_dir: Path, data_dir: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "-> same" in done.stdout
     assert "verdict='same'" in done.stdout
+
+
+def test_registry_accepts_third_party_backends(models_dir: Path, data_dir: Path) -> None:
+    from facekit import registry
+
+    def padded_scrfd(model: str | None, **options: object) -> SCRFD:
+        return SCRFD(model or "scrfd_2.5g", padding=0.5, model_dir=models_dir)
+
+    registry.register("detector", "padded_scrfd_test", padded_scrfd)
+    assert "padded_scrfd_test" in registry.available("detector")
+    assert {"scrfd"} <= set(registry.available("detector"))
+    with pytest.raises(ConfigError, match="already registered"):
+        registry.register("detector", "scrfd", padded_scrfd)
+    fr = FaceRecognizer(
+        detector="padded_scrfd_test", embedder_model="mobilefacenet_128d", model_dir=models_dir
+    )
+    assert isinstance(fr.detector, SCRFD)
+    assert fr.detector.padding == 0.5
+    # the padded detector finds the face filling an ORL crop
+    assert len(fr.faces(data_dir / "orl_faces/s2/1.png")) == 1
