@@ -287,3 +287,16 @@ def test_registry_accepts_third_party_backends(models_dir: Path, data_dir: Path)
     assert fr.detector.padding == 0.5
     # the padded detector finds the face filling an ORL crop
     assert len(fr.faces(data_dir / "orl_faces/s2/1.png")) == 1
+
+
+def test_pixel_limit_reaches_the_detector(models_dir: Path) -> None:
+    big = np.zeros((9100, 9000, 3), np.uint8)  # 81.9 MP: over the 80 MP default
+    fr = FaceRecognizer(
+        detector_model="scrfd_500m",
+        embedder_model="mobilefacenet_128d",
+        model_dir=models_dir,
+        max_pixels=90_000_000,
+    )
+    assert fr.faces(big) == []
+    with pytest.raises(ImageError, match="too large"):
+        FaceRecognizer(detector=fr.detector, embedder=fr.embedder, max_pixels=80_000_000).faces(big)

@@ -47,6 +47,9 @@ def open_session(path: Path, device: str = "cpu", threads: int | None = None) ->
     providers = providers_for(device)
     options = ort.SessionOptions()
     options.log_severity_level = 3  # shape-inference warnings of dynamic exports are noise
+    # A pipeline alternates between sessions; threads left spinning after one session's run
+    # steal the cores the next one needs (benchmarks/bench_pipeline.py measured it).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads is not None:
         options.intra_op_num_threads = threads
     provider_options: list[dict[str, Any]] = [{} for _ in providers]

@@ -23,6 +23,8 @@ __all__ = ["ALPHA_BACKGROUND", "DEFAULT_MAX_PIXELS", "ImageInput", "describe", "
 DEFAULT_MAX_PIXELS = 80_000_000
 """Largest image accepted by default, in pixels (width × height): 80 MP."""
 
+_EXIF_ORIENTATION = 0x0112
+
 ALPHA_BACKGROUND = (255, 255, 255)
 """RGB colour transparent pixels are flattened onto (white, like a browser page)."""
 
@@ -137,7 +139,8 @@ def _from_pil(pil: Any, name: str, max_pixels: int) -> np.ndarray:
         raise ImageError(f"{name}: image has no pixels ({width}x{height})")
     try:
         pil.load()
-        pil = ImageOps.exif_transpose(pil)
+        if pil.getexif().get(_EXIF_ORIENTATION, 1) != 1:
+            pil = ImageOps.exif_transpose(pil)
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"{name}: truncated or corrupt image data ({exc})") from None
     mode = pil.mode
@@ -152,7 +155,9 @@ def _from_pil(pil: Any, name: str, max_pixels: int) -> np.ndarray:
         rgba = pil.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (*ALPHA_BACKGROUND, 255))
         pil = Image.alpha_composite(background, rgba)
-    return np.ascontiguousarray(np.asarray(pil.convert("RGB"), dtype=np.uint8))
+    if pil.mode != "RGB":
+        pil = pil.convert("RGB")
+    return np.ascontiguousarray(np.asarray(pil, dtype=np.uint8))
 
 
 def _scale16(values: np.ndarray) -> np.ndarray:

@@ -68,7 +68,10 @@ class FaceRecognizer:
         _check_policy(face)
         common = {"model_dir": model_dir, "device": device, "download": download}
         self.detector: Detector = _build(
-            "detector", detector, detector_model, {**common, **(detector_options or {})}
+            "detector",
+            detector,
+            detector_model,
+            {**common, "max_pixels": max_pixels, **(detector_options or {})},
         )
         self.embedder: Embedder = _build(
             "embedder", embedder, embedder_model, {**common, **(embedder_options or {})}

@@ -4,7 +4,9 @@ Built-in backends are recorded as ``"module:attribute"`` paths and imported only
 which keeps ``import facekit`` free of torch and mxnet. Third-party packages add backends
 through the entry-point groups ``facekit.detectors`` and ``facekit.embedders``; a factory is
 called as ``factory(model, **options)`` where ``model`` is a zoo name, a path or ``None``
-(the backend's default).
+(the backend's default). :class:`~facekit.FaceRecognizer` passes the options ``model_dir``,
+``device`` and ``download`` to both stages and ``max_pixels`` to detectors, plus the
+user's ``detector_options`` / ``embedder_options``.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ import numpy as np
 
 from .._onnx import open_session
 from ..errors import ConfigError, ModelError
-from ..io import ImageInput, load_image
+from ..io import DEFAULT_MAX_PIXELS, ImageInput, load_image
 from ..types import Detection
 from ..zoo import default_model, resolve
 from ._common import Letterbox, letterbox, nms, to_detections
@@ -89,6 +89,7 @@ class SCRFD:
             SCRFD misses faces that fill the whole frame (tight crops such as ORL's); a
             padding of 0.5 finds them. Default 0: photos need none.
         batch_size: images per ``session.run`` when the graph has a dynamic batch dimension.
+        max_pixels: largest image accepted, in pixels (see :func:`facekit.load_image`).
         device: "cpu", "cuda" or "cuda:N".
         download: allow downloading a missing zoo file (see :func:`facekit.zoo.resolve`).
         progress: show a progress bar while downloading.
@@ -108,6 +109,7 @@ class SCRFD:
         max_faces: int | None = None,
         padding: float = 0.0,
         batch_size: int = 8,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
         device: str = "cpu",
         download: bool | None = None,
         progress: bool = True,
@@ -136,6 +138,7 @@ class SCRFD:
         self.nms_threshold = nms_threshold
         self.max_faces = max_faces
         self.padding = padding
+        self.max_pixels = max_pixels
         self.batch_size = batch_size if self._layout.batch_dynamic else 1
         self._centres = self._anchor_centres()
 
@@ -196,7 +199,7 @@ class SCRFD:
 
     def detect_batch(self, images: Sequence[ImageInput]) -> list[list[Detection]]:
         """Faces in each image (sizes may differ), one list per image in input order."""
-        arrays = [load_image(image) for image in images]
+        arrays = [load_image(image, max_pixels=self.max_pixels) for image in images]
         results: list[list[Detection]] = []
         for start in range(0, len(arrays), self.batch_size):
             chunk = arrays[start : start + self.batch_size]
