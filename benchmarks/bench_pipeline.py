@@ -198,7 +198,8 @@ def machine() -> list[str]:
         + (f", usable by this process: {usable}" if usable is not None else ""),
         f"- OS: {platform.platform()}; Python {platform.python_version()}",
         f"- onnxruntime {ort.__version__} ({', '.join(ort.get_available_providers())}; "
-        "both on CPUExecutionProvider; bare: default session options, facekit: thread spinning off), "
+        "both on CPUExecutionProvider; bare: default session options, "
+        "facekit: thread spinning off), "
         f"numpy {np.__version__}, OpenCV {cv2.__version__}, facekit {facekit.__version__}",
     ]
 
