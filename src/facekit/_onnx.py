@@ -40,7 +40,7 @@ def open_session(path: Path, device: str = "cpu", threads: int | None = None) ->
 
     Raises:
         ModelError: the file is not a loadable ONNX model.
-        DeviceError: see :func:`providers_for`.
+        DeviceError: see `providers_for`.
     """
     import onnxruntime as ort
 

@@ -44,10 +44,12 @@ def _parser() -> argparse.ArgumentParser:
     actions = models.add_subparsers(dest="action", required=True)
     listing = actions.add_parser("list", help="the zoo table")
     listing.add_argument("--json", action="store_true", help="print JSON instead of text")
-    for name, text in (("fetch", "download into the cache"), ("verify", "check local sha256")):
-        action = actions.add_parser(name, help=text)
-        action.add_argument("names", nargs="*", help="zoo names (default: all)")
-        action.add_argument("--model-dir", help="directory searched for model files first")
+    fetch = actions.add_parser("fetch", help="download into the cache (sha256-checked)")
+    fetch.add_argument("names", nargs="+", help="zoo names")
+    fetch.add_argument("--model-dir", help="directory searched for model files first")
+    check = actions.add_parser("verify", help="check the sha256 of local copies")
+    check.add_argument("names", nargs="*", help="zoo names (default: all)")
+    check.add_argument("--model-dir", help="directory searched for model files first")
     return parser
 
 
@@ -151,19 +153,22 @@ def _models(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(rows, indent=2))
             return 0
-        print(f"{'name':<22} {'task':<12} {'backend':<11} {'MB':>6}  licence")
+        name_width = max(len("name"), *(len(spec.name) for spec in zoo.MODELS))
+        backend_width = max(len("backend"), *(len(spec.backend) for spec in zoo.MODELS))
+        header = f"{'name':<{name_width}}  {'task':<11}  {'backend':<{backend_width}}"
+        print(f"{header}  {'MB':>6}  licence")
         for row in rows:
             licence = "RESEARCH ONLY" if row["research_only"] else row["license"]
             print(
-                f"{row['name']:<22} {row['task']:<12} {row['backend']:<11} "
-                f"{row['size_mb']:>6}  {licence}"
+                f"{row['name']:<{name_width}}  {row['task']:<11}  "
+                f"{row['backend']:<{backend_width}}  {row['size_mb']:>6}  {licence}"
             )
         return 0
     specs = [zoo.get_spec(name) for name in args.names] or list(zoo.MODELS)
     failed = False
     for spec in specs:
         if args.action == "fetch":
-            resolved = zoo.resolve(spec.name, model_dir=args.model_dir, download=True)
+            resolved = zoo.resolve(spec.name, model_dir=args.model_dir)
             for path in resolved.paths:
                 print(f"{spec.name}: {path} (sha256 ok)")
             continue

@@ -1,8 +1,8 @@
 """The typed errors facekit raises.
 
-Every error derives from :class:`FacekitError`, so ``except FacekitError`` catches all of
-them. Errors about bad arguments also derive from :class:`ValueError`, and a missing
-optional dependency also derives from :class:`ImportError`, so generic handlers keep working.
+Every error derives from `FacekitError`, so ``except FacekitError`` catches all of
+them. Errors about bad arguments also derive from `ValueError`, and a missing
+optional dependency also derives from `ImportError`, so generic handlers keep working.
 """
 
 from __future__ import annotations

@@ -92,7 +92,7 @@ def calibrate(
     ``same_far``, with the operating points measured on the given scores.
 
     Returns:
-        The :class:`Thresholds` (its protocol states the rates and pair counts) and the
+        The `Thresholds` (its protocol states the rates and pair counts) and the
         two operating points.
     """
     pos = _scores(genuine, "genuine")

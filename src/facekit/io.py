@@ -1,8 +1,8 @@
-"""Image input: everything becomes an ``(H, W, 3)`` uint8 RGB array, or an :class:`ImageError`.
+"""Image input: everything becomes an ``(H, W, 3)`` uint8 RGB array, or an `ImageError`.
 
 Files and bytes are decoded by their content (a ``.jpg`` that really holds PNG or WebP
 loads), EXIF orientation is applied, and grayscale, palette, RGBA/LA (alpha flattened onto
-:data:`ALPHA_BACKGROUND`), CMYK and 16-bit images are converted.
+`ALPHA_BACKGROUND`), CMYK and 16-bit images are converted.
 The pixel count is checked from the header, before any pixel is decoded.
 """
 
@@ -56,7 +56,9 @@ def load_image(
             array or a PIL image. Arrays may be ``(H, W)``, ``(H, W, 1)``, ``(H, W, 3)`` or
             ``(H, W, 4)``, of dtype uint8, uint16 (scaled by 1/257) or float with values in
             ``[0, 1]``.
-        max_pixels: refuse images with more than this many pixels (width × height).
+        max_pixels: refuse images with more than this many pixels (width × height), checked
+            from the header before decoding. Encoded images are also bound by Pillow's
+            decompression-bomb limit (about 179 MP), which this cannot raise.
         channel_order: channel order of a 3/4-channel numpy array input; ``"bgr"`` for
             arrays from OpenCV. Ignored for files, bytes and PIL images.
 
@@ -68,8 +70,8 @@ def load_image(
         ImageError: unreadable, empty, truncated or non-image data, an unsupported pixel
             format, or an image larger than ``max_pixels``. The message names the input.
     """
-    if max_pixels <= 0:
-        raise ImageError(f"max_pixels must be positive, got {max_pixels}")
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels <= 0:
+        raise ImageError(f"max_pixels must be a positive integer, got {max_pixels!r}")
     if channel_order not in ("rgb", "bgr"):
         raise ImageError(f"channel_order must be 'rgb' or 'bgr', got {channel_order!r}")
     name = describe(image)
@@ -101,10 +103,8 @@ def _read_file(path: Path, name: str) -> bytes:
 
 
 def _is_pil_image(obj: object) -> bool:
-    try:
-        from PIL import Image
-    except ImportError:  # pragma: no cover - pillow is a core dependency
-        return False
+    from PIL import Image
+
     return isinstance(obj, Image.Image)
 
 
@@ -114,13 +114,18 @@ def _decode(data: bytes, name: str, max_pixels: int) -> np.ndarray:
     if not data:
         raise ImageError(f"{name}: empty file, not an image")
     with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        # facekit checks the size itself (in _from_pil, against max_pixels).
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
             pil = Image.open(io.BytesIO(data))
         except UnidentifiedImageError:
             raise ImageError(f"{name}: not an image (unrecognised format)") from None
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise ImageError(f"{name}: image too large (over {max_pixels} pixels)") from None
+        except Image.DecompressionBombError:
+            limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+            raise ImageError(
+                f"{name}: image too large (over {limit} pixels, Pillow's decompression-bomb "
+                "limit, which max_pixels cannot raise for encoded images)"
+            ) from None
         except (OSError, SyntaxError, ValueError) as exc:
             raise ImageError(f"{name}: cannot decode image ({exc})") from None
     return _from_pil(pil, name, max_pixels)

@@ -1,4 +1,4 @@
-"""The three stage interfaces. Any object with these methods plugs into :class:`FaceRecognizer`."""
+"""The three stage interfaces. Any object with these methods plugs into `FaceRecognizer`."""
 
 from __future__ import annotations
 

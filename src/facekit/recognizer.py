@@ -22,7 +22,7 @@ FacePolicy = Literal["largest", "best", "error"] | int
 
 - ``"largest"``: the face with the largest box (default; the subject of a portrait);
 - ``"best"``: the face with the highest detector score;
-- ``"error"``: exactly one face is required, several raise :class:`MultipleFacesError`;
+- ``"error"``: exactly one face is required, several raise `MultipleFacesError`;
 - an ``int`` ``i``: the ``i``-th face in detector order (highest score first).
 """
 
@@ -31,14 +31,14 @@ class FaceRecognizer:
     """Finds, aligns and embeds faces, and compares them.
 
     Args:
-        detector: a registered detector name (``"scrfd"``) or a :class:`Detector` instance.
-        embedder: a registered embedder name (``"arcface"``) or an :class:`Embedder` instance.
+        detector: a registered detector name (``"scrfd"``) or a `Detector` instance.
+        embedder: a registered embedder name (``"arcface"``) or an `Embedder` instance.
         detector_model: zoo name or path for a detector given by name (default: the
             backend's default, buffalo_l's ``det_10g`` for SCRFD).
         embedder_model: zoo name or path for an embedder given by name (default:
             buffalo_l's ``w600k_r50`` for ArcFace).
-        aligner: an :class:`Aligner`; default: a similarity aligner to the embedder's template.
-        face: which face to use when an image has several (see :data:`FacePolicy`).
+        aligner: an `Aligner`; default: a similarity aligner to the embedder's template.
+        face: which face to use when an image has several (see `FacePolicy`).
         thresholds: override the embedder's verification thresholds.
         model_dir: directory searched for model files first.
         max_pixels: largest image accepted, in pixels.
@@ -101,7 +101,7 @@ class FaceRecognizer:
         return self.faces_batch([image])[0]
 
     def faces_batch(self, images: Sequence[ImageInput]) -> list[list[Face]]:
-        """:meth:`faces` for several images, detecting and embedding in batches."""
+        """`faces` for several images, detecting and embedding in batches."""
         arrays = [self.load(image) for image in images]
         detections = self.detector.detect_batch(arrays)
         return self._embed_faces(arrays, detections)
@@ -121,7 +121,7 @@ class FaceRecognizer:
         """Compare the chosen face of ``image_a`` with the chosen face of ``image_b``.
 
         Returns:
-            A :class:`Verification` with the cosine similarity, the decision, the tiered
+            A `Verification` with the cosine similarity, the decision, the tiered
             verdict, the thresholds used and both faces.
 
         Raises:

@@ -4,7 +4,7 @@ Built-in backends are recorded as ``"module:attribute"`` paths and imported only
 which keeps ``import facekit`` free of torch and mxnet. Third-party packages add backends
 through the entry-point groups ``facekit.detectors`` and ``facekit.embedders``; a factory is
 called as ``factory(model, **options)`` where ``model`` is a zoo name, a path or ``None``
-(the backend's default). :class:`~facekit.FaceRecognizer` passes the options ``model_dir``,
+(the backend's default). `FaceRecognizer` passes the options ``model_dir``,
 ``device`` and ``download`` to both stages and ``max_pixels`` to detectors, plus the
 user's ``detector_options`` / ``embedder_options``.
 """
@@ -21,6 +21,7 @@ from .errors import ConfigError
 __all__ = ["Stage", "available", "create", "register"]
 
 Stage = Literal["detector", "embedder"]
+"""The pipeline stages that have named backends."""
 
 _BUILTIN: dict[str, dict[str, str]] = {
     "detector": {

@@ -8,12 +8,15 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
+from .errors import ConfigError
+
 __all__ = ["Box", "Detection", "Face", "Thresholds", "Verdict", "Verification"]
 
 Box = tuple[float, float, float, float]
 """Axis-aligned box ``(x1, y1, x2, y2)`` in image pixels, ``x2 > x1``, ``y2 > y1``."""
 
 Verdict = Literal["different", "likely same", "same"]
+"""The tiered verification verdict, from least to most certain of a match."""
 
 
 def _frozen_array(value: npt.ArrayLike, dtype: type, shape: tuple[int, ...]) -> np.ndarray:
@@ -70,7 +73,7 @@ class Face:
     """A detected face with its aligned crop and embedding.
 
     Attributes:
-        detection: the :class:`Detection` (box, score, landmarks in image pixels).
+        detection: the `Detection` (box, score, landmarks in image pixels).
         crop: aligned ``(H, W, 3)`` uint8 RGB crop the embedder saw. Read-only.
         embedding: ``(D,)`` float32 unit vector (L2 norm 1). Read-only.
     """
@@ -116,7 +119,7 @@ class Thresholds:
 
     def __post_init__(self) -> None:
         if not (-1.0 <= self.likely <= self.same <= 1.0):
-            raise ValueError(
+            raise ConfigError(
                 f"thresholds must satisfy -1 <= likely <= same <= 1, got likely={self.likely}, "
                 f"same={self.same}"
             )
@@ -138,7 +141,7 @@ class Verification:
         similarity: cosine similarity of the two embeddings, in ``[-1, 1]``.
         threshold: the decision threshold (``thresholds.likely``) used for ``same``.
         same: ``similarity >= threshold``.
-        verdict: "different", "likely same" or "same" (see :class:`Thresholds`).
+        verdict: "different", "likely same" or "same" (see `Thresholds`).
         thresholds: both thresholds and their provenance.
         face_a: the face used from the first image.
         face_b: the face used from the second image.

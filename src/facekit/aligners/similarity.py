@@ -86,10 +86,10 @@ def estimate_similarity(source: np.ndarray, target: np.ndarray) -> np.ndarray:
 
 
 class SimilarityAligner:
-    """Aligns faces to a :class:`Template` with a 5-point similarity transform.
+    """Aligns faces to a `Template` with a 5-point similarity transform.
 
     Args:
-        template: a template name from :data:`TEMPLATES` or a :class:`Template`.
+        template: a template name from `TEMPLATES` or a `Template`.
     """
 
     def __init__(self, template: str | Template = "arcface112") -> None:

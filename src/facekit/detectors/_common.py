@@ -41,7 +41,7 @@ def letterbox(
             side, so faces that fill the whole image still look like faces to the network.
 
     Returns:
-        The ``(height, width, 3)`` uint8 canvas and the :class:`Letterbox` to undo it.
+        The ``(height, width, 3)`` uint8 canvas and the `Letterbox` to undo it.
     """
     width, height = size
     h, w = image.shape[:2]
@@ -92,7 +92,7 @@ def to_detections(
     image_size: tuple[int, int],
     max_faces: int | None,
 ) -> list[Detection]:
-    """Build :class:`Detection` objects, highest score first, boxes clipped to the image.
+    """Build `Detection` objects, highest score first, boxes clipped to the image.
 
     Args:
         boxes: ``(N, 4)`` in image pixels, already suppressed and sorted.

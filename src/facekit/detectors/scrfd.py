@@ -89,9 +89,9 @@ class SCRFD:
             SCRFD misses faces that fill the whole frame (tight crops such as ORL's); a
             padding of 0.5 finds them. Default 0: photos need none.
         batch_size: images per ``session.run`` when the graph has a dynamic batch dimension.
-        max_pixels: largest image accepted, in pixels (see :func:`facekit.load_image`).
+        max_pixels: largest image accepted, in pixels (see `load_image`).
         device: "cpu", "cuda" or "cuda:N".
-        download: allow downloading a missing zoo file (see :func:`facekit.zoo.resolve`).
+        download: allow downloading a missing zoo file (see `resolve`).
         progress: show a progress bar while downloading.
 
     Keypoint-less exports give landmarks of NaN; recognisers need keypoints, so prefer
@@ -190,7 +190,7 @@ class SCRFD:
         """Faces in one image, highest score first.
 
         Args:
-            image: anything :func:`facekit.load_image` accepts; arrays are RGB.
+            image: anything `load_image` accepts; arrays are RGB.
 
         Returns:
             Detections with boxes and landmarks in pixels of ``image``.

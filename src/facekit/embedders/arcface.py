@@ -52,7 +52,9 @@ class ArcFace:
         flip: embed each crop and its mirror and sum them (default True).
         batch_size: crops per ``session.run`` (models with a fixed batch of 1 run one by one).
         thresholds: override the model's verification thresholds.
-        mean, std: override the preprocessing ``(x - mean) / std`` on 0..255 RGB pixels.
+        mean: subtracted from 0..255 RGB pixels before dividing by ``std`` (overrides the
+            zoo spec or what the graph suggests).
+        std: divisor after ``mean`` is subtracted (overrides likewise).
         device: "cpu", "cuda" or "cuda:N".
         download: allow downloading a missing zoo file.
         progress: show a progress bar while downloading.
@@ -184,7 +186,7 @@ class ArcFace:
         """Embeddings of aligned crops.
 
         Args:
-            crops: ``(N, H, W, 3)`` uint8 RGB crops of :attr:`input_size` (one crop
+            crops: ``(N, H, W, 3)`` uint8 RGB crops of `input_size` (one crop
                 ``(H, W, 3)`` is accepted too).
 
         Returns:

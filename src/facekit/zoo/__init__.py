@@ -1,6 +1,6 @@
 """The model zoo: a table of model specs and verified, cached model files.
 
-See :data:`MODELS` for the table, :func:`resolve` for how a name or path becomes files.
+See `MODELS` for the table, `resolve` for how a name or path becomes files.
 """
 
 from .download import download_file, sha256_of

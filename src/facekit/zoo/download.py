@@ -89,11 +89,11 @@ def _fetch_member(
         os.replace(part, archive)
     with zipfile.ZipFile(archive) as bundle:
         # Some packs wrap their files in a folder named after the pack: accept any depth.
-        names = {file.name, *file.aliases, member.rsplit("/", 1)[-1]}
-        candidates = [member] + [
-            n for n in bundle.namelist() if n != member and n.rsplit("/", 1)[-1] in names
-        ]
-        present = [n for n in candidates if n in bundle.NameToInfo]
+        wanted = {file.name, *file.aliases, member.rsplit("/", 1)[-1]}
+        names = bundle.namelist()
+        present = (
+            [member] if member in names else [n for n in names if n.rsplit("/", 1)[-1] in wanted]
+        )
         if not present:
             raise ChecksumError(
                 f"{archive} has no member {member!r}; the archive is not the published "
@@ -133,9 +133,14 @@ def _stream(url: str, part: Path, *, expected_size: int | None, progress: bool, 
                 disable=not progress,
             ) as bar,
         ):
+            received = 0
             for chunk in iter(lambda: response.read(_CHUNK), b""):
                 out.write(chunk)
+                received += len(chunk)
                 bar.update(len(chunk))
+    if length is not None and received < int(length):
+        # http.client ends a dropped body quietly: keep the .part for the next resume.
+        raise OSError(f"connection closed after {start + received} of {total} bytes")
 
 
 def _verify_or_delete(part: Path, label: str, sha256: str, size: int | None) -> None:

@@ -10,6 +10,7 @@ from ..types import Thresholds
 __all__ = ["ModelFile", "ModelSpec", "Source", "Task"]
 
 Task = Literal["detection", "recognition"]
+"""What a model does: find faces, or embed aligned crops."""
 
 
 @dataclass(frozen=True, slots=True)

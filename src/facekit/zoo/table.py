@@ -357,6 +357,7 @@ MODELS: tuple[ModelSpec, ...] = (
         provenance="Laulian/MxNet2Caffe-mobilefacenet @ 36e74bf5",
     ),
 )
+"""Every model facekit knows, in display order."""
 
 DEFAULT_MODELS: dict[str, str] = {
     "scrfd": "scrfd_10g",

@@ -1,0 +1,363 @@
+"""facekit.zoo: the model table against the real shared weights, resolving, verifying, and
+downloads from a local HTTP server (Range/resume, corrupt bytes, archives)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import http.server
+import importlib
+import io
+import re
+import shutil
+import socket
+import sys
+import threading
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from facekit import zoo
+from facekit.errors import ChecksumError, ConfigError, ModelError, ModelNotFoundError
+from facekit.zoo import MODELS, ModelFile, Source, download_file, resolve, search_dirs
+
+BY_NAME = {spec.name: spec for spec in MODELS}
+Served = tuple[ModelFile, bytes, str]
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No user model folders, an empty cache, never a real download, no proxy for 127.0.0.1."""
+    monkeypatch.delenv("FACEKIT_HOME", raising=False)
+    monkeypatch.setenv("FACEKIT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("FACEKIT_OFFLINE", "1")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    return tmp_path / "cache"
+
+
+@pytest.fixture(scope="module")
+def shared_files(models_dir: Path) -> dict[str, tuple[Path, str, int]]:
+    """File name → (path, real sha256, real size) for every weight file in shared/models."""
+    found = {}
+    for path in sorted(models_dir.rglob("*")):
+        if path.is_file() and path.name != "MANIFEST.md":
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            found[path.name] = (path, digest, path.stat().st_size)
+    assert len(found) >= 13
+    return found
+
+
+# ---------------------------------------------------------------- the table
+
+
+@pytest.mark.parametrize("spec", MODELS, ids=lambda s: s.name)
+def test_spec_well_formed(spec: zoo.ModelSpec) -> None:
+    assert spec.task in ("detection", "recognition")
+    assert spec.files
+    assert spec.license.strip()
+    for file in spec.files:
+        assert re.fullmatch(r"[0-9a-f]{64}", file.sha256), file.name
+        assert file.size > 0
+        for source in file.sources:
+            assert source.url.startswith("https://")
+    if "research" in spec.license.lower() or spec.pack is not None:
+        assert spec.research_only, spec.name
+    if spec.task == "recognition":
+        assert spec.embedding_dim
+        assert spec.template
+
+
+def test_names_and_digests_unique() -> None:
+    assert len(BY_NAME) == len(MODELS)
+    digests = [f.sha256 for spec in MODELS for f in spec.files]
+    assert len(set(digests)) == len(digests)
+    for backend, name in zoo.DEFAULT_MODELS.items():
+        assert BY_NAME[name].backend == backend
+
+
+def test_specs_match_the_real_files(shared_files: dict[str, tuple[Path, str, int]]) -> None:
+    checked = 0
+    for spec in MODELS:
+        for file in spec.files:
+            if file.name in shared_files:
+                _, digest, size = shared_files[file.name]
+                assert (file.sha256, file.size) == (digest, size), file.name
+                checked += 1
+    assert checked == len(shared_files)  # and every shared weight file is in the zoo
+    for _, digest, _ in shared_files.values():
+        assert zoo.spec_for_sha256(digest) is not None
+
+
+# ---------------------------------------------------------------- resolving
+
+
+def test_resolve_by_name_in_subfolders(models_dir: Path) -> None:
+    for spec in MODELS:
+        if zoo.verify(spec, model_dir=models_dir) == {f.name: "missing" for f in spec.files}:
+            continue  # not staged (the large InsightFace packs)
+        found = resolve(spec.name, model_dir=models_dir, download=False)
+        assert found.spec == spec
+        assert [p.name for p in found.paths] == [f.name for f in spec.files]
+        assert all(p.parent.parent == models_dir for p in found.paths)  # one folder down
+        assert found.sha256 == tuple(f.sha256 for f in spec.files)
+        assert all(v.startswith("ok") for v in zoo.verify(spec, model_dir=models_dir).values())
+    assert resolve("scrfd_500m", task="detection", model_dir=models_dir).name == "scrfd_500m"
+
+
+def test_resolve_path_identifies_zoo_files(models_dir: Path, tmp_path: Path) -> None:
+    found = resolve(models_dir / "scrfd" / "det_500m.onnx")
+    assert found.spec is BY_NAME["scrfd_500m"]
+    assert found.name == "scrfd_500m"
+    multi = resolve(str(models_dir / "mtcnn_torch" / "rnet.pt"))  # one file of three
+    assert multi.name == "mtcnn"
+    assert [p.name for p in multi.paths] == ["pnet.pt", "rnet.pt", "onet.pt"]
+    unknown = tmp_path / "mystery.onnx"
+    unknown.write_bytes(b"not a zoo model" * 100)
+    other = resolve(unknown)
+    assert other.spec is None
+    assert other.name == "mystery.onnx"
+    assert other.sha256 == (hashlib.sha256(unknown.read_bytes()).hexdigest(),)
+    with pytest.raises(ModelNotFoundError, match="does not exist"):
+        resolve(tmp_path / "absent.onnx")
+
+
+def test_corrupt_copy_raises_checksum_error(models_dir: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    copy = folder / "det_500m.onnx"
+    data = bytearray((models_dir / "scrfd" / "det_500m.onnx").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    copy.write_bytes(data)
+    expected = BY_NAME["scrfd_500m"].files[0].sha256
+    # model_dir is searched before $FACEKIT_HOME, so the bad copy is found and refused.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FACEKIT_HOME", str(models_dir))
+        with pytest.raises(ChecksumError) as info:
+            resolve("scrfd_500m", model_dir=folder)
+    message = str(info.value)
+    assert str(copy) in message
+    assert expected in message
+    assert hashlib.sha256(data).hexdigest() in message
+    assert zoo.verify(BY_NAME["scrfd_500m"], model_dir=folder)["det_500m.onnx"].startswith("BAD")
+    assert resolve(copy).spec is None  # by path: just an unknown file
+
+
+def test_missing_model_says_what_and_where(tmp_path: Path, isolated_cache: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    spec = BY_NAME["scrfd_500m"]
+    with pytest.raises(ModelNotFoundError) as info:
+        resolve("scrfd_500m", model_dir=empty, download=False)
+    message = str(info.value)
+    for needed in (spec.files[0].name, spec.files[0].sha256, str(empty), str(isolated_cache)):
+        assert needed in message
+
+
+def test_environment_folders_are_searched(
+    models_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FACEKIT_HOME", str(models_dir))
+    assert search_dirs()[0] == models_dir
+    assert (
+        resolve("yunet_2026may").path == models_dir / "yunet" / "face_detection_yunet_2026may.onnx"
+    )
+    monkeypatch.delenv("FACEKIT_HOME")
+    cache = tmp_path / "other-cache"
+    monkeypatch.setenv("FACEKIT_CACHE", str(cache))
+    assert zoo.cache_dir() == cache
+    assert search_dirs()[-1] == cache
+    with pytest.raises(ModelNotFoundError):
+        resolve("yunet_2026may")
+    (cache / "yunet").mkdir(parents=True)
+    shutil.copy(models_dir / "yunet" / "face_detection_yunet_2026may.onnx", cache / "yunet")
+    assert resolve("yunet_2026may").path.parent == cache / "yunet"
+
+
+def test_wrong_task_and_unknown_name(models_dir: Path) -> None:
+    # Documented in resolve(): a model of another task raises ModelError.
+    with pytest.raises(ModelError, match="detection") as info:
+        resolve("scrfd_500m", task="recognition", model_dir=models_dir)
+    assert "recognition" in str(info.value)
+    with pytest.raises(ModelError, match="not a recognition model"):
+        resolve(models_dir / "scrfd" / "det_500m.onnx", task="recognition")
+    with pytest.raises(ConfigError, match="unknown model 'scrfd_9000'") as info:
+        resolve("scrfd_9000")
+    assert "scrfd_500m" in str(info.value)  # lists the known names
+
+
+# ---------------------------------------------------------------- downloads
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    files: dict[str, bytes]
+    mode: str  # "ok", "wrong" (corrupt bytes) or "drop" (close halfway)
+    requests: list[tuple[str, str | None]]
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    server: _Server
+
+    def do_GET(self) -> None:
+        self.server.requests.append((self.path, self.headers.get("Range")))
+        data = self.server.files.get(self.path)
+        if data is None:
+            self.send_error(404)
+            return
+        if self.server.mode == "wrong":
+            data = bytes(b ^ 0x55 for b in data)
+        start = 0
+        match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range") or "")
+        if match and int(match[1]) < len(data):
+            start = int(match[1])
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        else:
+            self.send_response(200)
+        self.send_header("Content-Length", str(len(data) - start))
+        self.end_headers()
+        body = data[start:]
+        if self.server.mode == "drop":
+            body = body[: len(body) // 2]
+            self.close_connection = True
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def server() -> Iterator[_Server]:
+    srv = _Server(("127.0.0.1", 0), _Handler)
+    srv.files, srv.mode, srv.requests = {}, "ok", []
+    thread = threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+    thread.join(5)
+
+
+@pytest.fixture
+def served(server: _Server, models_dir: Path) -> Served:
+    """The zoo's pnet.pt entry pointed at the local server, with the real bytes."""
+    data = (models_dir / "mtcnn_torch" / "pnet.pt").read_bytes()
+    server.files["/pnet.pt"] = data
+    url = f"http://127.0.0.1:{server.server_address[1]}/pnet.pt"
+    file = dataclasses.replace(BY_NAME["mtcnn"].files[0], sources=(Source(url),))
+    return file, data, url
+
+
+def test_download_full(served: Served, server: _Server, tmp_path: Path):
+    file, data, _ = served
+    path = download_file(file, tmp_path / "dl", progress=False)
+    assert path == tmp_path / "dl" / "pnet.pt"
+    assert zoo.sha256_of(path) == file.sha256
+    assert path.read_bytes() == data
+    assert sorted(p.name for p in path.parent.iterdir()) == ["pnet.pt"]  # no .part left
+    assert server.requests == [("/pnet.pt", None)]
+
+
+def test_download_resumes_from_part(served: Served, server: _Server, tmp_path: Path) -> None:
+    file, data, _ = served
+    folder = tmp_path / "dl"
+    folder.mkdir()
+    half = len(data) // 2
+    (folder / "pnet.pt.part").write_bytes(data[:half])
+    path = download_file(file, folder, progress=False)
+    assert server.requests == [("/pnet.pt", f"bytes={half}-")]
+    assert zoo.sha256_of(path) == file.sha256
+    assert not (folder / "pnet.pt.part").exists()
+
+
+def test_download_wrong_bytes_not_retried(served: Served, server: _Server, tmp_path: Path) -> None:
+    file, _, _ = served
+    server.mode = "wrong"
+    folder = tmp_path / "dl"
+    with pytest.raises(ChecksumError, match=file.sha256):
+        download_file(file, folder, progress=False)
+    assert list(folder.iterdir()) == []  # .part deleted, no final file
+    assert len(server.requests) == 1
+
+
+def test_dropped_connection_keeps_part_for_resume(served: Served, server: _Server, tmp_path: Path):
+    file, _, _ = served
+    server.mode = "drop"
+    folder = tmp_path / "dl"
+    with pytest.raises(ModelNotFoundError):
+        download_file(file, folder, progress=False)
+    assert (folder / "pnet.pt.part").stat().st_size == file.size // 2
+    server.mode = "ok"
+    assert zoo.sha256_of(download_file(file, folder, progress=False)) == file.sha256
+    assert server.requests[-1][1] == f"bytes={file.size // 2}-"
+
+
+def test_unreachable_source(served: Served, tmp_path: Path) -> None:
+    file, _, good = served
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}/pnet.pt"
+    only_dead = dataclasses.replace(file, sources=(Source(dead),))
+    with pytest.raises(ModelNotFoundError) as info:
+        download_file(only_dead, tmp_path / "dl", progress=False)
+    assert dead in str(info.value)
+    assert "pnet.pt" in str(info.value)
+    # An unreachable source falls through to the next one.
+    both = dataclasses.replace(file, sources=(Source(dead), Source(good)))
+    assert zoo.sha256_of(download_file(both, tmp_path / "dl", progress=False)) == file.sha256
+
+
+def test_download_zip_member(served: Served, server: _Server, tmp_path: Path) -> None:
+    file, data, url = served
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as bundle:
+        bundle.writestr("pack/README.txt", "not the model")
+        bundle.writestr("pack/pnet.pt", data)
+    archive = buf.getvalue()
+    server.files["/pack.zip"] = archive
+    zip_url = url.replace("pnet.pt", "pack.zip")
+    digest = hashlib.sha256(archive).hexdigest()
+    for member in ("pack/pnet.pt", "pnet.pt"):  # exact path, or another folder depth
+        folder = tmp_path / member.replace("/", "_")
+        source = Source(zip_url, member=member, archive_sha256=digest, archive_size=len(archive))
+        path = download_file(dataclasses.replace(file, sources=(source,)), folder, progress=False)
+        assert path == folder / "pnet.pt"
+        assert zoo.sha256_of(path) == file.sha256
+        assert not list(folder.glob("*.part"))
+    bad = Source(zip_url, member="pack/pnet.pt", archive_sha256="0" * 64)
+    with pytest.raises(ChecksumError, match=r"0{64}"):
+        download_file(dataclasses.replace(file, sources=(bad,)), tmp_path / "bad", progress=False)
+    assert not (tmp_path / "bad" / "pnet.pt").exists()
+    assert not list((tmp_path / "bad").rglob("*.zip*"))
+
+
+# ---------------------------------------------------------------- model packages
+
+
+def test_entry_point_model_package(
+    models_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, isolated_cache: Path
+) -> None:
+    site = tmp_path / "site"
+    info = site / "fakemodels-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fakemodels\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(
+        "[facekit.models]\n"
+        "shared = fakemodels_pkg:MODEL_DIR\n"
+        "broken = fakemodels_pkg:NO_SUCH_NAME\n"
+    )
+    (site / "fakemodels_pkg.py").write_text(f"MODEL_DIR = {str(models_dir)!r}\n")
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.delitem(sys.modules, "fakemodels_pkg", raising=False)
+    importlib.invalidate_caches()
+    try:
+        dirs = search_dirs()
+        assert models_dir in dirs  # the broken entry point does not hide it
+        assert dirs[-1] == isolated_cache  # the cache comes last
+        found = resolve("scrfd_500m", download=False)
+        assert found.path == models_dir / "scrfd" / "det_500m.onnx"
+        assert found.sha256 == (BY_NAME["scrfd_500m"].files[0].sha256,)
+    finally:
+        sys.modules.pop("fakemodels_pkg", None)
