@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 from .errors import DeviceError, ModelError
+from .zoo import Task, default_model, resolve
 
-__all__ = ["open_session", "providers_for"]
+__all__ = ["OnnxModel", "open_session", "providers_for"]
 
 
 def providers_for(device: str) -> list[str]:
@@ -61,3 +63,46 @@ def open_session(path: Path, device: str = "cpu", threads: int | None = None) ->
         )
     except Exception as exc:  # onnxruntime raises its own exception types for bad files
         raise ModelError(f"{path} is not a loadable ONNX model: {exc}") from None
+
+
+class OnnxModel:
+    """Base of the ONNX Runtime backends: resolves and verifies the model file through the
+    zoo and opens its session. Subclasses read the graph and do pre- and post-processing.
+
+    Args:
+        model: zoo name or path; ``None`` means the default model of ``backend``.
+        backend: registry name of the subclass, for its default model.
+        task: the zoo task the model must have.
+        model_dir, download, progress: see `facekit.zoo.resolve`.
+        device: see `providers_for`.
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] | None,
+        *,
+        backend: str,
+        task: Task,
+        model_dir: str | os.PathLike[str] | None,
+        device: str,
+        download: bool | None,
+        progress: bool,
+    ) -> None:
+        self._model = resolve(
+            model if model is not None else default_model(backend),
+            task=task,
+            model_dir=model_dir,
+            download=download,
+            progress=progress,
+        )
+        self._session = open_session(self._model.path, device)
+
+    @property
+    def name(self) -> str:
+        """Zoo name of the model, or the file name of an unlisted model."""
+        return self._model.name
+
+    @property
+    def sha256(self) -> str:
+        """sha256 of the model file (what results and galleries are bound to)."""
+        return self._model.sha256[0]

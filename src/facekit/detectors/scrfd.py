@@ -16,11 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from .._onnx import open_session
+from .._onnx import OnnxModel
 from ..errors import ConfigError, ModelError
 from ..io import DEFAULT_MAX_PIXELS, ImageInput, load_image
 from ..types import Detection
-from ..zoo import default_model, resolve
 from ._common import Letterbox, letterbox, nms, to_detections
 
 __all__ = ["SCRFD"]
@@ -74,7 +73,7 @@ def _read_layout(session: Any, path: os.PathLike[str] | str) -> _Layout:
     )
 
 
-class SCRFD:
+class SCRFD(OnnxModel):
     """SCRFD detector (InsightFace) running on ONNX Runtime.
 
     Args:
@@ -124,14 +123,15 @@ class SCRFD:
             raise ConfigError(f"padding must be in [0, 2], got {padding}")
         if batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
-        self._model = resolve(
-            model if model is not None else default_model("scrfd"),
+        super().__init__(
+            model,
+            backend="scrfd",
             task="detection",
             model_dir=model_dir,
+            device=device,
             download=download,
             progress=progress,
         )
-        self._session = open_session(self._model.path, device)
         self._layout = _read_layout(self._session, self._model.path)
         self.input_size = self._choose_size(input_size)
         self.score_threshold = score_threshold
@@ -141,16 +141,6 @@ class SCRFD:
         self.max_pixels = max_pixels
         self.batch_size = batch_size if self._layout.batch_dynamic else 1
         self._centres = self._anchor_centres()
-
-    @property
-    def name(self) -> str:
-        """Zoo name of the model, or its file name."""
-        return self._model.name
-
-    @property
-    def sha256(self) -> str:
-        """sha256 of the model file."""
-        return self._model.sha256[0]
 
     @property
     def has_landmarks(self) -> bool:

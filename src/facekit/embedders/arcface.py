@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .._onnx import open_session
+from .._onnx import OnnxModel
 from ..errors import ConfigError, ModelError
 from ..types import Thresholds
-from ..zoo import ModelSpec, default_model, resolve
+from ..zoo import ModelSpec
 from ._common import check_crops, flip_averaged
 
 __all__ = ["ArcFace"]
@@ -42,7 +42,7 @@ def _preprocessing_of_graph(path: Path) -> tuple[float, float]:
     return 127.5, 127.5
 
 
-class ArcFace:
+class ArcFace(OnnxModel):
     """ArcFace-style embedder on ONNX Runtime, flip-averaged and L2-normalised.
 
     Args:
@@ -76,14 +76,15 @@ class ArcFace:
     ) -> None:
         if batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
-        self._model = resolve(
-            model if model is not None else default_model("arcface"),
+        super().__init__(
+            model,
+            backend="arcface",
             task="recognition",
             model_dir=model_dir,
+            device=device,
             download=download,
             progress=progress,
         )
-        self._session = open_session(self._model.path, device)
         spec = self._model.spec
         self._input_name, self._size, batch_fixed = self._read_input(spec)
         self._dim = self._read_output(spec)
@@ -139,16 +140,6 @@ class ArcFace:
         if spec is not None and spec.embedding_dim is not None:
             return spec.embedding_dim
         raise ModelError(f"{self._model.path}: embedding dimension is not fixed in the graph")
-
-    @property
-    def name(self) -> str:
-        """Zoo name, or the file name of an unlisted model."""
-        return self._model.name
-
-    @property
-    def sha256(self) -> str:
-        """sha256 of the model file (what a gallery binds to)."""
-        return self._model.sha256[0]
 
     @property
     def dim(self) -> int:
