@@ -12,14 +12,23 @@ from .errors import (
     ChecksumError,
     ConfigError,
     FacekitError,
+    GalleryError,
     ImageError,
     ModelError,
     MultipleFacesError,
     NoFaceError,
 )
-from .types import Detection, Face, Thresholds, Verification
+from .types import (
+    Detection,
+    EnrollReport,
+    Face,
+    FaceMatch,
+    Thresholds,
+    Verification,
+)
 
 if TYPE_CHECKING:
+    from .gallery import Gallery
     from .io import load_image
     from .recognizer import FaceRecognizer
 
@@ -29,9 +38,13 @@ __all__ = [
     "ChecksumError",
     "ConfigError",
     "Detection",
+    "EnrollReport",
     "Face",
+    "FaceMatch",
     "FaceRecognizer",
     "FacekitError",
+    "Gallery",
+    "GalleryError",
     "ImageError",
     "ModelError",
     "MultipleFacesError",
@@ -42,7 +55,11 @@ __all__ = [
     "load_image",
 ]
 
-_LAZY = {"FaceRecognizer": "facekit.recognizer", "load_image": "facekit.io"}
+_LAZY = {
+    "FaceRecognizer": "facekit.recognizer",
+    "Gallery": "facekit.gallery",
+    "load_image": "facekit.io",
+}
 
 
 def __getattr__(name: str) -> Any:

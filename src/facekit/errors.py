@@ -13,6 +13,7 @@ __all__ = [
     "ConfigError",
     "DeviceError",
     "FacekitError",
+    "GalleryError",
     "ImageError",
     "ModelError",
     "ModelNotFoundError",
@@ -51,6 +52,11 @@ class ModelNotFoundError(ModelError):
 
 class ChecksumError(ModelError):
     """A model file's sha256 does not match the one the zoo records."""
+
+
+class GalleryError(FacekitError):
+    """A gallery file is malformed, from a newer facekit, or bound to another embedder;
+    or an identity operation is impossible (unknown name, name taken)."""
 
 
 class BackendError(FacekitError, ImportError):

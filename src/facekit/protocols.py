@@ -49,8 +49,18 @@ class Embedder(Protocol):
         ...
 
     @property
+    def sha256(self) -> str:
+        """sha256 of the weights: galleries are bound to it."""
+        ...
+
+    @property
     def dim(self) -> int:
         """Embedding dimension ``D``."""
+        ...
+
+    @property
+    def flip(self) -> bool:
+        """Whether embeddings are flip-averaged (crop + mirror)."""
         ...
 
     @property

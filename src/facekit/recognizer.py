@@ -2,20 +2,39 @@
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
-from collections.abc import Sequence
-from typing import Any, Literal
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from . import registry
 from .aligners import SimilarityAligner
-from .errors import ConfigError, MultipleFacesError, NoFaceError
+from .errors import ConfigError, FacekitError, GalleryError, MultipleFacesError, NoFaceError
+from .gallery import Aggregate, EmbedderInfo, Gallery
+from .gallery.sources import content_sha256, pairs
 from .io import DEFAULT_MAX_PIXELS, ImageInput, describe, load_image
 from .protocols import Aligner, Detector, Embedder
-from .types import Detection, Face, Thresholds, Verification
+from .types import (
+    Detection,
+    EnrolledFace,
+    EnrollProblem,
+    EnrollReport,
+    Face,
+    FaceMatch,
+    Thresholds,
+    Verification,
+)
+
+if TYPE_CHECKING:
+    from .quality import QualityFilter
 
 __all__ = ["FacePolicy", "FaceRecognizer"]
+
+_LOG = logging.getLogger(__name__)
 
 FacePolicy = Literal["largest", "best", "error"] | int
 """Which face of an image to use when one is needed:
@@ -46,6 +65,9 @@ class FaceRecognizer:
         download: allow downloading missing zoo files (``None``: unless ``$FACEKIT_OFFLINE``).
         detector_options: extra keyword arguments for a detector built by name.
         embedder_options: extra keyword arguments for an embedder built by name.
+        gallery: a gallery file (opened, or created when missing) or a `Gallery`, for
+            `enroll` and `identify`; it must have been made by this embedder.
+        quality: the filter faces must pass to be enrolled (default `QualityFilter()`).
     """
 
     def __init__(
@@ -64,6 +86,8 @@ class FaceRecognizer:
         download: bool | None = None,
         detector_options: dict[str, Any] | None = None,
         embedder_options: dict[str, Any] | None = None,
+        gallery: str | os.PathLike[str] | Gallery | None = None,
+        quality: QualityFilter | None = None,
     ) -> None:
         _check_policy(face)
         common = {"model_dir": model_dir, "device": device, "download": download}
@@ -82,6 +106,21 @@ class FaceRecognizer:
         self.face = face
         self._thresholds = thresholds
         self.max_pixels = max_pixels
+        if quality is None:
+            from .quality import QualityFilter
+
+            quality = QualityFilter()
+        self.quality = quality
+        binding = EmbedderInfo.of(self.embedder)
+        if isinstance(gallery, Gallery):
+            if gallery.embedder is not None and gallery.embedder.differences(binding):
+                raise GalleryError(
+                    f"the gallery was made by another embedder "
+                    f"({'; '.join(gallery.embedder.differences(binding))})"
+                )
+            self._gallery: Gallery | None = gallery
+        else:
+            self._gallery = Gallery(gallery, embedder=binding) if gallery is not None else None
 
     def __repr__(self) -> str:
         return f"FaceRecognizer(detector={self.detector!r}, embedder={self.embedder!r})"
@@ -147,7 +186,7 @@ class FaceRecognizer:
         arrays = [self.load(image) for image in images]
         detections = self.detector.detect_batch(arrays)
         chosen = [
-            [_choose(found, policy, number, image)]
+            [_choose(found, policy, f"image {number} ({describe(image)})")]
             for number, (found, image) in enumerate(zip(detections, images, strict=True), 1)
         ]
         return [faces[0] for faces in self._embed_faces(arrays, chosen)]
@@ -176,6 +215,166 @@ class FaceRecognizer:
             position += len(found)
         return result
 
+    # --- galleries -------------------------------------------------------------------------
+
+    @property
+    def gallery(self) -> Gallery:
+        """The gallery given to the constructor.
+
+        Raises:
+            ConfigError: none was given.
+        """
+        if self._gallery is None:
+            raise ConfigError("no gallery: pass gallery=PATH to FaceRecognizer")
+        return self._gallery
+
+    def enroll(
+        self,
+        source: str | os.PathLike[str] | Iterable[tuple[str, ImageInput]],
+        *,
+        face: Literal["largest", "best", "error"] = "largest",
+        batch_size: int = 16,
+        progress: bool = True,
+    ) -> EnrollReport:
+        """Add the faces of ``source`` to the gallery.
+
+        Args:
+            source: a folder (folder per person ``root/alice/*.jpg``, or file name =
+                identity ``root/alice.jpg``; jpg/jpeg/png/webp/bmp in any case, recursively)
+                or an iterable of ``(identity, image)``.
+            face: which face of an image with several: ``"largest"``, ``"best"``, or
+                ``"error"`` to refuse such images.
+            batch_size: images detected and embedded together.
+            progress: show a progress bar.
+
+        Returns:
+            An `EnrollReport`. Inputs whose content is already in the gallery are skipped,
+            so an interrupted enrolment resumes where it stopped. Per-input problems
+            (unreadable, no face, several faces under ``"error"``, quality) are collected
+            and logged; they never abort the run. Each image's faces are committed in their
+            own transaction.
+        """
+        if face not in ("largest", "best", "error"):
+            raise ConfigError(f"face must be 'largest', 'best' or 'error', got {face!r}")
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
+        gallery = self.gallery
+        items = pairs(source)
+        added: list[EnrolledFace] = []
+        skipped: list[EnrollProblem] = []
+        failed: list[EnrollProblem] = []
+        from tqdm.auto import tqdm
+
+        with tqdm(total=len(items), unit="image", desc="enrolling", disable=not progress) as bar:
+            for start in range(0, len(items), batch_size):
+                batch = items[start : start + batch_size]
+                loaded = []
+                for identity, image in batch:
+                    name = describe(image)
+                    try:
+                        array, digest = self._load_once(image)
+                    except FacekitError as exc:
+                        failed.append(EnrollProblem(name, identity, str(exc)))
+                        continue
+                    if gallery.has_content(digest):
+                        skipped.append(EnrollProblem(name, identity, "already enrolled"))
+                        continue
+                    loaded.append((identity, name, array, digest))
+                self._enroll_loaded(loaded, face, added, failed)
+                bar.update(len(batch))
+        for problem in failed:
+            _LOG.warning(
+                "not enrolled: %s (%s): %s", problem.source, problem.identity, problem.reason
+            )
+        return EnrollReport(tuple(added), tuple(skipped), tuple(failed))
+
+    def _load_once(self, image: ImageInput) -> tuple[np.ndarray, str]:
+        """Decode an input and hash its content, reading a file only once."""
+        if isinstance(image, (str, os.PathLike)):
+            try:
+                data = Path(image).read_bytes()
+            except OSError as exc:
+                raise ConfigError(f"cannot read {image}: {exc.strerror or exc}") from None
+            try:
+                array = self.load(data)
+            except FacekitError as exc:
+                raise type(exc)(str(exc).replace(describe(data), str(image))) from None
+            return array, hashlib.sha256(data).hexdigest()
+        return self.load(image), content_sha256(image)
+
+    def _enroll_loaded(
+        self,
+        loaded: list[tuple[str, str, np.ndarray, str]],
+        policy: FacePolicy,
+        added: list[EnrolledFace],
+        failed: list[EnrollProblem],
+    ) -> None:
+        if not loaded:
+            return
+        detections = self.detector.detect_batch([array for _, _, array, _ in loaded])
+        chosen: list[tuple[str, str, np.ndarray, str, Detection]] = []
+        for (identity, name, array, digest), found in zip(loaded, detections, strict=True):
+            try:
+                detection = _choose(found, policy, name)
+            except FacekitError as exc:
+                failed.append(EnrollProblem(name, identity, str(exc)))
+                continue
+            chosen.append((identity, name, array, digest, detection))
+        reasons = self.quality.reasons([c[4] for c in chosen])
+        for item, reason in zip(list(chosen), reasons, strict=True):
+            if reason is not None:
+                failed.append(EnrollProblem(item[1], item[0], reason))
+                chosen.remove(item)
+        if not chosen:
+            return
+        faces = self._embed_faces([c[2] for c in chosen], [[c[4]] for c in chosen])
+        binding = EmbedderInfo.of(self.embedder)
+        for (identity, name, _, digest, detection), (enrolled,) in zip(chosen, faces, strict=True):
+            self.gallery.add(
+                identity,
+                enrolled.embedding,
+                embedder=binding,
+                sources=[name],
+                content_sha256=[digest],
+                boxes=[detection.box],
+                scores=[detection.score],
+            )
+            added.append(EnrolledFace(identity, name, detection.box, detection.score))
+
+    def identify(
+        self,
+        image: ImageInput,
+        *,
+        top_k: int = 1,
+        threshold: float | None = None,
+        aggregate: Aggregate = "max",
+    ) -> list[FaceMatch]:
+        """Who is in ``image``: one `FaceMatch` per detected face, largest face first.
+
+        Args:
+            top_k: how many nearest identities to list in ``candidates``.
+            threshold: similarity below which a face is "unknown"; default the embedder's
+                strict ``thresholds.same``. Identification is open-set: a stranger is compared
+                with every enrolled sample and only needs to beat one, so it uses the
+                threshold calibrated at the lower false-accept rate.
+            aggregate: score identities by their best sample (``"max"``) or their mean
+                template (``"mean"``).
+        """
+        limit = self.thresholds.same if threshold is None else threshold
+        faces = sorted(self.faces(image), key=lambda f: -f.detection.area)
+        if not faces:
+            return []
+        results = self.gallery.search(
+            np.stack([f.embedding for f in faces]),
+            threshold=limit,
+            top_k=top_k,
+            aggregate=aggregate,
+        )
+        return [
+            FaceMatch(f.detection, r.identity, r.similarity, r.margin, r.candidates, limit)
+            for f, r in zip(faces, results, strict=True)
+        ]
+
 
 def _build(stage: registry.Stage, value: Any, model: Any, options: dict[str, Any]) -> Any:
     if isinstance(value, str):
@@ -200,10 +399,8 @@ def _check_policy(policy: object) -> None:
         )
 
 
-def _choose(
-    detections: Sequence[Detection], policy: FacePolicy, number: int, image: ImageInput
-) -> Detection:
-    where = f"image {number} ({describe(image)})"
+def _choose(detections: Sequence[Detection], policy: FacePolicy, where: str) -> Detection:
+    """The face ``policy`` picks; ``where`` names the image in errors."""
     if not detections:
         raise NoFaceError(f"no face found in {where}")
     if policy == "largest":

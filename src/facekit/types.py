@@ -10,7 +10,18 @@ import numpy.typing as npt
 
 from .errors import ConfigError
 
-__all__ = ["Box", "Detection", "Face", "Thresholds", "Verdict", "Verification"]
+__all__ = [
+    "Box",
+    "Detection",
+    "EnrollProblem",
+    "EnrollReport",
+    "EnrolledFace",
+    "Face",
+    "FaceMatch",
+    "Thresholds",
+    "Verdict",
+    "Verification",
+]
 
 Box = tuple[float, float, float, float]
 """Axis-aligned box ``(x1, y1, x2, y2)`` in image pixels, ``x2 > x1``, ``y2 > y1``."""
@@ -159,4 +170,72 @@ class Verification:
         return (
             f"Verification(similarity={self.similarity:.4f}, same={self.same}, "
             f"verdict={self.verdict!r}, threshold={self.threshold:.4f})"
+        )
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class FaceMatch:
+    """Who one detected face is, according to a gallery.
+
+    Attributes:
+        face: the detected face.
+        identity: the best identity, or ``None`` when its similarity is below the
+            threshold ("unknown").
+        similarity: cosine similarity of the best identity (even when unknown).
+        margin: ``similarity`` minus the runner-up identity's similarity (``inf`` when the
+            gallery holds one identity): a small margin means an ambiguous match.
+        candidates: the ``top_k`` nearest ``(identity, similarity)`` pairs, best first.
+        threshold: the threshold the decision used.
+    """
+
+    face: Detection
+    identity: str | None
+    similarity: float
+    margin: float
+    candidates: tuple[tuple[str, float], ...]
+    threshold: float
+
+    def __repr__(self) -> str:
+        who = self.identity if self.identity is not None else "unknown"
+        return f"FaceMatch({who!r}, similarity={self.similarity:.3f}, margin={self.margin:.3f})"
+
+
+@dataclass(frozen=True, slots=True)
+class EnrolledFace:
+    """A face added to a gallery: whose, from which file, where in it."""
+
+    identity: str
+    source: str
+    box: Box
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class EnrollProblem:
+    """An input that added nothing, and why."""
+
+    source: str
+    identity: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class EnrollReport:
+    """What an enrolment did.
+
+    Attributes:
+        added: faces added, in input order.
+        skipped: inputs already in the gallery (same content sha256): nothing to do.
+        failed: inputs that could not be enrolled (unreadable, no face, several faces under
+            the ``"error"`` policy, rejected by the quality filter), with the reason.
+    """
+
+    added: tuple[EnrolledFace, ...] = ()
+    skipped: tuple[EnrollProblem, ...] = ()
+    failed: tuple[EnrollProblem, ...] = ()
+
+    def __str__(self) -> str:
+        return (
+            f"{len(self.added)} added, {len(self.skipped)} skipped (already enrolled), "
+            f"{len(self.failed)} failed"
         )

@@ -1,0 +1,48 @@
+"""Options and helpers shared by the commands that run the pipeline."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..recognizer import FaceRecognizer
+    from ..types import Detection
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """``--detector``, ``--detector-model``, ``--embedder``, ``--embedder-model``,
+    ``--model-dir``."""
+    parser.add_argument("--detector", default="scrfd", help="detector backend (default scrfd)")
+    parser.add_argument("--detector-model", help="detector zoo name or model path")
+    parser.add_argument("--embedder", default="arcface", help="embedder backend (default arcface)")
+    parser.add_argument("--embedder-model", help="embedder zoo name or model path")
+    parser.add_argument("--model-dir", help="directory searched for model files first")
+
+
+def recognizer(args: argparse.Namespace, **options: Any) -> FaceRecognizer:
+    """A `FaceRecognizer` from the model options (and ``options``)."""
+    from ..recognizer import FaceRecognizer
+
+    return FaceRecognizer(
+        detector=args.detector,
+        embedder=args.embedder,
+        detector_model=args.detector_model,
+        embedder_model=args.embedder_model,
+        model_dir=args.model_dir,
+        **options,
+    )
+
+
+def face_policy(value: str) -> Any:
+    """``--face`` value: a policy name or an index."""
+    return int(value) if value.isdigit() else value
+
+
+def detection_json(detection: Detection) -> dict[str, Any]:
+    """Box, score and landmarks of a detection, rounded, as JSON-ready data."""
+    return {
+        "box": [round(v, 2) for v in detection.box],
+        "score": round(detection.score, 4),
+        "landmarks": [[round(float(v), 2) for v in point] for point in detection.landmarks],
+    }

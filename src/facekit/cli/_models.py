@@ -1,0 +1,65 @@
+"""``facekit models list|fetch|verify``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    models = commands.add_parser("models", help="list, download or check zoo models")
+    actions = models.add_subparsers(dest="action", required=True)
+    listing = actions.add_parser("list", help="the zoo table")
+    listing.add_argument("--json", action="store_true", help="print JSON instead of text")
+    fetch = actions.add_parser("fetch", help="download into the cache (sha256-checked)")
+    fetch.add_argument("names", nargs="+", help="zoo names")
+    fetch.add_argument("--model-dir", help="directory searched for model files first")
+    check = actions.add_parser("verify", help="check the sha256 of local copies")
+    check.add_argument("names", nargs="*", help="zoo names (default: all)")
+    check.add_argument("--model-dir", help="directory searched for model files first")
+    models.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .. import zoo
+
+    if args.action == "list":
+        rows = [
+            {
+                "name": spec.name,
+                "task": spec.task,
+                "backend": spec.backend,
+                "pack": spec.pack,
+                "size_mb": round(spec.size / 1e6, 1),
+                "research_only": spec.research_only,
+                "license": spec.license,
+                "description": spec.description,
+            }
+            for spec in zoo.MODELS
+        ]
+        if args.json:
+            print(json.dumps(rows, indent=2))
+            return 0
+        name_width = max(len("name"), *(len(spec.name) for spec in zoo.MODELS))
+        backend_width = max(len("backend"), *(len(spec.backend) for spec in zoo.MODELS))
+        header = f"{'name':<{name_width}}  {'task':<11}  {'backend':<{backend_width}}"
+        print(f"{header}  {'MB':>6}  licence")
+        for row in rows:
+            licence = "RESEARCH ONLY" if row["research_only"] else row["license"]
+            print(
+                f"{row['name']:<{name_width}}  {row['task']:<11}  "
+                f"{row['backend']:<{backend_width}}  {row['size_mb']:>6}  {licence}"
+            )
+        return 0
+    specs = [zoo.get_spec(name) for name in args.names] or list(zoo.MODELS)
+    failed = False
+    for spec in specs:
+        if args.action == "fetch":
+            resolved = zoo.resolve(spec.name, model_dir=args.model_dir)
+            for path in resolved.paths:
+                print(f"{spec.name}: {path} (sha256 ok)")
+            continue
+        for file, status in zoo.verify(spec, model_dir=args.model_dir).items():
+            failed = failed or status.startswith("BAD")
+            print(f"{spec.name}: {file}: {status}")
+    return 1 if failed else 0

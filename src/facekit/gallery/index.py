@@ -1,0 +1,118 @@
+"""Exact nearest-identity search: one matrix product per block of queries, no loop per pair.
+
+Samples are kept grouped by identity, so each identity's best sample is a
+``np.maximum.reduceat`` over the similarity row; the mean-template mode compares against
+one normalised mean vector per identity instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from ..errors import ConfigError
+
+__all__ = ["Aggregate", "ExactIndex", "SearchResult"]
+
+Aggregate = Literal["max", "mean"]
+"""How an identity is scored from its samples: ``"max"`` = its best sample (default),
+``"mean"`` = its normalised mean embedding (template)."""
+
+_BLOCK_ELEMENTS = 1 << 25  # similarities computed per block: 32 M float32 = 128 MiB
+
+
+@dataclass(frozen=True, slots=True)
+class SearchResult:
+    """Top identities per query.
+
+    Attributes:
+        identities: ``(Q, k)`` int indices into the index's names, best first.
+        similarities: ``(Q, k)`` float32 cosine similarities.
+        runner_up: ``(Q,)`` float32 similarity of the second-best identity (``-inf`` when
+            there is only one identity).
+    """
+
+    identities: np.ndarray
+    similarities: np.ndarray
+    runner_up: np.ndarray
+
+
+class ExactIndex:
+    """Brute-force cosine search over unit vectors grouped by identity.
+
+    Args:
+        embeddings: ``(N, D)`` float32 unit vectors, grouped so that each identity's rows
+            are contiguous.
+        owners: ``(N,)`` identity index of each row, non-decreasing, covering
+            ``0 .. n_identities - 1``.
+        n_identities: number of identities.
+    """
+
+    def __init__(self, embeddings: np.ndarray, owners: np.ndarray, n_identities: int) -> None:
+        self.embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
+        self.owners = np.asarray(owners, dtype=np.int64)
+        if self.owners.size and np.any(np.diff(self.owners) < 0):
+            raise ConfigError("samples must be grouped by identity")
+        self.n_identities = n_identities
+        # First row of each identity, for reduceat.
+        self._starts = np.searchsorted(self.owners, np.arange(n_identities))
+        self._templates: np.ndarray | None = None
+
+    @property
+    def dim(self) -> int:
+        """Embedding dimension."""
+        return int(self.embeddings.shape[1])
+
+    def templates(self) -> np.ndarray:
+        """``(I, D)`` normalised mean embedding per identity (computed once)."""
+        if self._templates is None:
+            sums = np.add.reduceat(self.embeddings, self._starts, axis=0)
+            norms = np.linalg.norm(sums, axis=1, keepdims=True)
+            self._templates = (sums / np.maximum(norms, 1e-12)).astype(np.float32)
+        return self._templates
+
+    def search(
+        self, queries: np.ndarray, top_k: int = 1, aggregate: Aggregate = "max"
+    ) -> SearchResult:
+        """The ``top_k`` best identities for each of ``(Q, D)`` unit ``queries``."""
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if queries.ndim != 2 or queries.shape[1] != self.dim:
+            raise ConfigError(f"queries must be (Q, {self.dim}), got {queries.shape}")
+        if aggregate not in ("max", "mean"):
+            raise ConfigError(f"aggregate must be 'max' or 'mean', got {aggregate!r}")
+        if self.n_identities == 0:
+            raise ConfigError("the gallery is empty")
+        k = max(1, min(top_k, self.n_identities))
+        per_block = max(1, _BLOCK_ELEMENTS // max(1, self.embeddings.shape[0]))
+        ids, sims, runner = [], [], []
+        for start in range(0, queries.shape[0], per_block):
+            scores = self._identity_scores(queries[start : start + per_block], aggregate)
+            top, top_scores, second = _top(scores, max(k, 2))
+            ids.append(top[:, :k])
+            sims.append(top_scores[:, :k])
+            runner.append(second)
+        return SearchResult(np.concatenate(ids), np.concatenate(sims), np.concatenate(runner))
+
+    def _identity_scores(self, queries: np.ndarray, aggregate: Aggregate) -> np.ndarray:
+        if aggregate == "mean":
+            template_scores: np.ndarray = queries @ self.templates().T
+            return template_scores
+        best: np.ndarray = np.maximum.reduceat(queries @ self.embeddings.T, self._starts, axis=1)
+        return best
+
+
+def _top(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Indices and values of the ``k`` largest per row, sorted; plus the second best."""
+    count = scores.shape[1]
+    if k < count:
+        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    else:
+        part = np.broadcast_to(np.arange(count), (scores.shape[0], count))
+    values = np.take_along_axis(scores, part, axis=1)
+    order = np.argsort(-values, axis=1, kind="stable")
+    top = np.take_along_axis(part, order, axis=1)
+    top_values = np.take_along_axis(values, order, axis=1)
+    second = top_values[:, 1] if count > 1 else np.full(scores.shape[0], -np.inf, np.float32)
+    return top, top_values.astype(np.float32), second.astype(np.float32)
