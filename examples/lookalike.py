@@ -1,10 +1,12 @@
 """Which enrolled person does this photo look most like? Top 3, with side-by-side images.
 
-    python examples/lookalike.py ../shared/data/openface/lennon-2.jpg \\
-        --people ../shared/data/facenet_pytorch --model-dir ../shared/models --out /tmp/lookalike
+    python examples/lookalike.py ../shared/data/openface/adams.jpg \\
+        --people ../shared/data/facenet_pytorch --skip test_images_aligned multiface \\
+        --model-dir ../shared/models --out /tmp/lookalike
 
 ``--people`` is a folder per person (here facenet-pytorch's four celebrities) or a folder of
-``name.jpg`` files. The query's 3 nearest identities are printed with their similarity, and
+``name.jpg`` files; ``--skip`` leaves out identities (there: the aligned crops' folder and
+the group photo). The query's 3 nearest identities are printed with their similarity, and
 ``--out`` receives one side-by-side picture per candidate: the query's aligned face, the
 candidate's best-matching enrolled face, and the similarity.
 """
@@ -27,6 +29,7 @@ def main() -> None:
     parser.add_argument("--people", type=Path, required=True, help="folder of enrolled people")
     parser.add_argument("--model-dir", help="folder with the model files")
     parser.add_argument("--out", type=Path, default=Path("lookalike"), help="output folder")
+    parser.add_argument("--skip", nargs="*", default=[], help="identities to leave out")
     parser.add_argument("--top-k", type=int, default=3)
     args = parser.parse_args()
 
@@ -37,7 +40,10 @@ def main() -> None:
         model_dir=args.model_dir,
         gallery=Gallery(None),  # in memory: a look-alike search needs no file
     )
-    report = fr.enroll(args.people, progress=False)
+    from facekit.gallery.sources import folder_sources
+
+    people = [(name, path) for name, path in folder_sources(args.people) if name not in args.skip]
+    report = fr.enroll(people, progress=False)
     print(f"enrolled {len(fr.gallery)} people ({report})")
 
     query = fr.faces(args.photo)

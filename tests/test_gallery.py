@@ -3,6 +3,7 @@ another embedder."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -314,3 +315,102 @@ def test_gallery_survives_kill_during_enrolment(
     fresh = orl_recognizer(models_dir, tmp_path / "fresh.facekit")
     fresh.enroll(folder, progress=False)
     assert total == fresh.gallery.counts()
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _run_example(*args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, check=False, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_gallery_examples_run(models_dir: Path, data_dir: Path, tmp_path: Path) -> None:
+    models = ["--model-dir", str(models_dir)]
+    out = _run_example(
+        str(REPO / "examples/search_and_evaluate.py"),
+        str(data_dir / "orl_faces"),
+        "--tight-crops",
+        *models,
+    )
+    assert "k=1: precision@k 1.000" in out or "k=1: precision@k 0.99" in out
+    out = _run_example(
+        str(REPO / "examples/build_registry.py"),
+        str(data_dir / "orl_faces"),
+        "--tight-crops",
+        "--hold-out",
+        "10",
+        "--gallery",
+        str(tmp_path / "orl.facekit"),
+        *models,
+    )
+    assert "rank-1 correct: 40/40" in out or "rank-1 correct: 39/40" in out
+    out = _run_example(
+        str(REPO / "examples/lookalike.py"),
+        str(data_dir / "openface/adams.jpg"),
+        "--people",
+        str(data_dir / "facenet_pytorch"),
+        "--skip",
+        "test_images_aligned",
+        "multiface",
+        "--out",
+        str(tmp_path / "lookalike"),
+        *models,
+    )
+    assert "enrolled 4 people" in out
+    assert len(list((tmp_path / "lookalike").glob("*.png"))) == 3
+
+
+def test_cli_enroll_identify_and_gallery_commands(
+    models_dir: Path, data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from facekit.cli import main
+
+    people = tmp_path / "people"
+    for name in ("lennon", "clapton"):
+        (people / name).mkdir(parents=True)
+        shutil.copy(data_dir / f"openface/{name}-1.jpg", people / name / "1.jpg")
+    shutil.copy(data_dir / "openface/carell.jpg", people / "steve.jpg")
+    gallery = str(tmp_path / "g.facekit")
+    models = ["--detector-model", "scrfd_2.5g", "--embedder-model", "mobilefacenet_128d"]
+    models += ["--model-dir", str(models_dir)]
+    assert main(["enroll", str(people), "--gallery", gallery, *models, "--no-progress"]) == 0
+    assert capsys.readouterr().out.startswith("3 added, 0 skipped")
+    photo = str(data_dir / "openface/lennon-2.jpg")
+    pair = str(data_dir / "openface/longoria-cooper.jpg")
+    drawn = tmp_path / "drawn"
+    code = main(
+        [
+            "identify",
+            photo,
+            pair,
+            "--gallery",
+            gallery,
+            *models,
+            "--top-k",
+            "2",
+            "--json",
+            "--draw",
+            str(drawn),
+        ]
+    )
+    assert code == 0
+    found = json.loads(capsys.readouterr().out)
+    assert found[0]["faces"][0]["identity"] == "lennon"
+    assert len(found[0]["faces"][0]["candidates"]) == 2
+    assert [f["identity"] for f in found[1]["faces"]] == [None, None]
+    assert sorted(p.name for p in drawn.iterdir()) == ["lennon-2.png", "longoria-cooper.png"]
+    assert main(["gallery", "rename", gallery, "steve", "carell"]) == 0
+    assert main(["gallery", "remove", gallery, "clapton"]) == 0
+    capsys.readouterr()
+    assert main(["gallery", "list", gallery, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"carell": 1, "lennon": 1}
+    assert main(["gallery", "info", gallery, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["embedder"]["name"] == "mobilefacenet_128d"
+    assert main(["gallery", "remove", gallery, "nobody"]) == 1
+    assert "not enrolled" in capsys.readouterr().err
+    assert main(["identify", photo, "--gallery", str(tmp_path / "none.facekit"), *models]) == 1
+    assert "no such gallery" in capsys.readouterr().err

@@ -88,14 +88,15 @@ class QualityFilter:
 
     Attributes:
         min_face_size: shorter side of the box, in pixels (default 32).
-        min_score: detector score (default 0.6).
+        min_score: detector score (default 0.5, SCRFD's own default threshold: large, sharp
+            faces can score as low as 0.55 with the small SCRFD models).
         max_yaw: absolute yaw in degrees (default 45).
         max_pitch: absolute pitch in degrees (default 35).
         max_roll: absolute roll in degrees (default 35).
     """
 
     min_face_size: float = 32.0
-    min_score: float = 0.6
+    min_score: float = 0.5
     max_yaw: float = 45.0
     max_pitch: float = 35.0
     max_roll: float = 35.0
