@@ -48,16 +48,13 @@ def estimate_pose(landmarks: np.ndarray) -> np.ndarray:
 
     Returns:
         ``(N, 3)`` float32 ``(yaw, pitch, roll)`` in degrees, each 0 for the landmarks of
-        the frontal template (any position and scale):
-
-        - roll: angle of the eye line; positive when the face is rotated clockwise in the
-          image (the subject's left eye, on the image right, is lower);
-        - yaw: from the nose's sideways offset from the eye-mouth midline, as
-          ``asin(offset / half eye distance)``; positive when the nose points to the image
-          right;
-        - pitch: from the nose's height between the eye line and the mouth line compared
-          with the frontal template; positive when the nose is lower than frontal (head
-          tilted down), via ``asin`` of the scaled difference.
+        the frontal template (any position and scale). Roll is the angle of the eye line,
+        positive when the face is rotated clockwise in the image (the eye on the image
+        right is lower). Yaw comes from the nose's sideways offset from the eye-mouth
+        midline, ``asin(offset / half eye distance)``, positive when the nose points to the
+        image right. Pitch comes from the nose's height between the eye line and the mouth
+        line compared with the template's, positive when the nose sits lower (head tilted
+        down).
     """
     points = np.asarray(landmarks, dtype=np.float64).reshape(-1, 5, 2)
     eye_vector = points[:, 1] - points[:, 0]

@@ -175,7 +175,10 @@ class Gallery:
         Args:
             embedder: binding of the embedder that made them; required for the first
                 embeddings of an unbound gallery, checked against the binding otherwise.
-            sources, content_sha256, boxes, scores: per-embedding metadata.
+            sources: per embedding, the file or label it came from.
+            content_sha256: per embedding, the hash of its input (for resuming).
+            boxes: per embedding, the face box in its image.
+            scores: per embedding, the detector score.
 
         Raises:
             GalleryError: another embedder, wrong dimension, or non-unit vectors.
