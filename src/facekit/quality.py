@@ -51,7 +51,7 @@ def estimate_pose(landmarks: np.ndarray) -> np.ndarray:
         the frontal template (any position and scale). Roll is the angle of the eye line,
         positive when the face is rotated clockwise in the image (the eye on the image
         right is lower). Yaw comes from the nose's sideways offset from the eye-mouth
-        midline, ``asin(offset / half eye distance)``, positive when the nose points to the
+        midline, ``atan(offset / half eye distance)``, positive when the nose points to the
         image right. Pitch comes from the nose's height between the eye line and the mouth
         line compared with the template's, positive when the nose sits lower (head tilted
         down).
@@ -71,10 +71,13 @@ def estimate_pose(landmarks: np.ndarray) -> np.ndarray:
         axis=-1,
     )
     horizontal, vertical = _nose_ratios(upright)
-    yaw = np.arcsin(np.clip(horizontal - _FRONTAL_HORIZONTAL, -1.0, 1.0))
-    # The nose sits at _FRONTAL_VERTICAL of the eye-mouth span when frontal; half the span
-    # of movement either way is taken as 90 degrees.
-    pitch = np.arcsin(np.clip((vertical - _FRONTAL_VERTICAL) * 2.0, -1.0, 1.0))
+    # A turned head moves the nose tip sideways by about depth * sin(yaw) while the eyes
+    # close up by cos(yaw); with the nose's depth taken as half the eye distance, the
+    # offset ratio is tan(yaw).
+    yaw = np.arctan(horizontal - _FRONTAL_HORIZONTAL)
+    # Likewise vertically: the nose's shift within the eye-mouth span, doubled, is taken
+    # as tan(pitch).
+    pitch = np.arctan((vertical - _FRONTAL_VERTICAL) * 2.0)
     angles: np.ndarray = np.degrees(np.stack([yaw, pitch, roll], axis=1)).astype(np.float32)
     return angles
 
