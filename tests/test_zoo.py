@@ -59,8 +59,13 @@ def test_spec_well_formed(spec: zoo.ModelSpec) -> None:
     assert spec.files
     assert spec.license.strip()
     for file in spec.files:
-        assert re.fullmatch(r"[0-9a-f]{64}", file.sha256), file.name
-        assert file.size > 0
+        if file.sha256 is None:  # nothing published: pinned on first use, and said so
+            assert "pinned on first use" in spec.provenance, file.name
+            assert file.sources, file.name
+        else:
+            assert re.fullmatch(r"[0-9a-f]{64}", file.sha256), file.name
+            assert file.size is not None
+            assert file.size > 0
         for source in file.sources:
             assert source.url.startswith("https://")
     if "research" in spec.license.lower() or spec.pack is not None:
@@ -72,8 +77,10 @@ def test_spec_well_formed(spec: zoo.ModelSpec) -> None:
 
 def test_names_and_digests_unique() -> None:
     assert len(BY_NAME) == len(MODELS)
-    digests = [f.sha256 for spec in MODELS for f in spec.files]
+    digests = [f.sha256 for spec in MODELS for f in spec.files if f.sha256]
     assert len(set(digests)) == len(digests)
+    names = [f.name for spec in MODELS for f in spec.files]
+    assert len(set(names)) == len(names)  # pins are keyed by file name
     for backend, name in zoo.DEFAULT_MODELS.items():
         assert BY_NAME[name].backend == backend
 
@@ -361,3 +368,57 @@ def test_entry_point_model_package(
         assert found.sha256 == (BY_NAME["scrfd_500m"].files[0].sha256,)
     finally:
         sys.modules.pop("fakemodels_pkg", None)
+
+
+# ---------------------------------------------------------------- files without a digest
+
+
+@pytest.fixture
+def unpinned(server: _Server, models_dir: Path) -> Served:
+    """A zoo-style file with no published sha256 or size, served locally."""
+    data = (models_dir / "mtcnn_torch" / "rnet.pt").read_bytes()
+    server.files["/weights.ckpt"] = data
+    url = f"http://127.0.0.1:{server.server_address[1]}/weights.ckpt"
+    return ModelFile("weights.ckpt", None, None, (Source(url),)), data, url
+
+
+def test_unpublished_digest_is_pinned_on_first_download(
+    unpinned: Served, server: _Server, isolated_cache: Path
+) -> None:
+    file, data, _ = unpinned
+    spec = dataclasses.replace(BY_NAME["adaface_ir18_casia"], files=(file,))
+    store = importlib.import_module("facekit.zoo.store")
+    found = store._download_missing(spec, [isolated_cache], True, False)
+    digest = hashlib.sha256(data).hexdigest()
+    assert found.sha256 == (digest,)
+    assert found.path.read_bytes() == data
+    import json
+
+    assert json.loads((isolated_cache / "pins.json").read_text()) == {"weights.ckpt": digest}
+    # the same bytes pass again; other bytes under the same name are refused
+    assert store._check(found.path, file) == digest
+    found.path.write_bytes(data[:-10])
+    with pytest.raises(ChecksumError, match="pinned"):
+        store._check(found.path, file)
+
+
+def test_unpublished_digest_refuses_a_web_page(
+    unpinned: Served, server: _Server, tmp_path: Path
+) -> None:
+    file, _, _ = unpinned
+    server.files["/weights.ckpt"] = b"<!DOCTYPE html><html>Google Drive can't scan...</html>"
+    folder = tmp_path / "dl"
+    with pytest.raises(ChecksumError, match="web page"):
+        download_file(file, folder, progress=False)
+    assert list(folder.iterdir()) == []
+
+
+def test_wheel_member_source_for_mtcnn() -> None:
+    """MTCNN's files come out of the facenet-pytorch wheel on PyPI, archive digest pinned."""
+    for file in BY_NAME["mtcnn"].files:
+        (source,) = file.sources
+        assert source.url.startswith("https://files.pythonhosted.org/")
+        assert source.url.endswith("facenet_pytorch-2.6.0-py3-none-any.whl")
+        assert source.member == f"facenet_pytorch/data/{file.name}"
+        assert source.archive_sha256 is not None
+        assert source.archive_size == 1881930

@@ -34,8 +34,12 @@ class Aligner(Protocol):
         """Output crop size ``(width, height)`` in pixels."""
         ...
 
-    def align(self, image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
-        """Crops ``(N, H, W, 3)`` uint8 from one RGB image and ``(N, 5, 2)`` landmarks."""
+    def align(
+        self, image: np.ndarray, landmarks: np.ndarray, boxes: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Crops ``(N, H, W, 3)`` uint8 from one RGB image, its faces' ``(N, 5, 2)``
+        landmarks and ``(N, 4)`` ``x1, y1, x2, y2`` boxes (pixels). Landmark aligners
+        ignore the boxes; box croppers need them."""
         ...
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from . import registry
-from .aligners import SimilarityAligner
+from .aligners import aligner_for
 from .errors import ConfigError, FacekitError, GalleryError, MultipleFacesError, NoFaceError
 from .gallery import Aggregate, EmbedderInfo, Gallery
 from .gallery.sources import content_sha256, pairs
@@ -56,7 +56,8 @@ class FaceRecognizer:
             backend's default, buffalo_l's ``det_10g`` for SCRFD).
         embedder_model: zoo name or path for an embedder given by name (default:
             buffalo_l's ``w600k_r50`` for ArcFace).
-        aligner: an `Aligner`; default: a similarity aligner to the embedder's template.
+        aligner: an `Aligner`; default: the aligner of the embedder's template (a
+            similarity transform to its landmark template, or a box crop).
         face: which face to use when an image has several (see `FacePolicy`).
         thresholds: override the embedder's verification thresholds.
         model_dir: directory searched for model files first.
@@ -101,7 +102,7 @@ class FaceRecognizer:
             "embedder", embedder, embedder_model, {**common, **(embedder_options or {})}
         )
         self.aligner: Aligner = (
-            aligner if aligner is not None else SimilarityAligner(self.embedder.template)
+            aligner if aligner is not None else aligner_for(self.embedder.template)
         )
         self.face = face
         self._thresholds = thresholds
@@ -195,7 +196,11 @@ class FaceRecognizer:
         self, arrays: Sequence[np.ndarray], detections: Sequence[Sequence[Detection]]
     ) -> list[list[Face]]:
         crops = [
-            self.aligner.align(array, np.stack([d.landmarks for d in found]))
+            self.aligner.align(
+                array,
+                np.stack([d.landmarks for d in found]),
+                np.array([d.box for d in found], dtype=np.float64),
+            )
             for array, found in zip(arrays, detections, strict=True)
             if found
         ]

@@ -26,9 +26,12 @@ Stage = Literal["detector", "embedder"]
 _BUILTIN: dict[str, dict[str, str]] = {
     "detector": {
         "scrfd": "facekit.detectors.scrfd:SCRFD",
+        "mtcnn": "facekit.detectors.mtcnn:MTCNN",
     },
     "embedder": {
         "arcface": "facekit.embedders.arcface:ArcFace",
+        "adaface": "facekit.embedders.adaface:AdaFace",
+        "facenet": "facekit.embedders.facenet:FaceNet",
     },
 }
 

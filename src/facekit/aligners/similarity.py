@@ -119,12 +119,15 @@ class SimilarityAligner:
             raise ConfigError("landmarks contain NaN: the detector export has no keypoints")
         return estimate_similarity(points, self.template.points)
 
-    def align(self, image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    def align(
+        self, image: np.ndarray, landmarks: np.ndarray, boxes: np.ndarray | None = None
+    ) -> np.ndarray:
         """Aligned crops of the faces of one image.
 
         Args:
             image: ``(H, W, 3)`` uint8 RGB.
             landmarks: ``(N, 5, 2)`` (or ``(5, 2)`` for one face) in image pixels.
+            boxes: unused (the transform follows the landmarks).
 
         Returns:
             ``(N, height, width, 3)`` uint8 RGB crops; borders outside the image are black.

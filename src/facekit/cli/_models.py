@@ -30,7 +30,11 @@ def run(args: argparse.Namespace) -> int:
                 "task": spec.task,
                 "backend": spec.backend,
                 "pack": spec.pack,
-                "size_mb": round(spec.size / 1e6, 1),
+                "size_mb": (
+                    round(spec.size / 1e6, 1)
+                    if all(f.size is not None for f in spec.files)
+                    else None  # not published
+                ),
                 "research_only": spec.research_only,
                 "license": spec.license,
                 "description": spec.description,
@@ -48,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
             licence = "RESEARCH ONLY" if row["research_only"] else row["license"]
             print(
                 f"{row['name']:<{name_width}}  {row['task']:<11}  "
-                f"{row['backend']:<{backend_width}}  {row['size_mb']:>6}  {licence}"
+                f"{row['backend']:<{backend_width}}  {row['size_mb'] or '?':>6}  {licence}"
             )
         return 0
     specs = [zoo.get_spec(name) for name in args.names] or list(zoo.MODELS)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import cv2
 import numpy as np
 
 from ..types import Detection
 
-__all__ = ["Letterbox", "letterbox", "nms", "to_detections"]
+__all__ = ["Letterbox", "letterbox", "nms", "nms_per_image", "to_detections"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,14 +59,21 @@ def letterbox(
     return canvas, Letterbox(new_w / w, new_h / h, offset)
 
 
-def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
+def nms(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    iou_threshold: float,
+    mode: Literal["union", "min"] = "union",
+) -> np.ndarray:
     """Greedy non-maximum suppression.
 
     Args:
         boxes: ``(N, 4)`` ``x1, y1, x2, y2``.
         scores: ``(N,)``.
-        iou_threshold: a box overlapping a kept, higher-scoring box by more than this IoU
-            is dropped.
+        iou_threshold: a box overlapping a kept, higher-scoring box by more than this is
+            dropped.
+        mode: overlap as intersection over union (``"union"``), or over the smaller of the
+            two areas (``"min"``, MTCNN's last stage: drops boxes nested in a kept one).
 
     Returns:
         Indices of the kept boxes, highest score first.
@@ -80,9 +88,37 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarr
         iw = np.maximum(0.0, np.minimum(x2[best], x2[rest]) - np.maximum(x1[best], x1[rest]))
         ih = np.maximum(0.0, np.minimum(y2[best], y2[rest]) - np.maximum(y1[best], y1[rest]))
         inter = iw * ih
-        iou = inter / np.maximum(areas[best] + areas[rest] - inter, 1e-9)
-        order = rest[iou <= iou_threshold]
+        if mode == "min":
+            overlap = inter / np.maximum(np.minimum(areas[best], areas[rest]), 1e-9)
+        else:
+            overlap = inter / np.maximum(areas[best] + areas[rest] - inter, 1e-9)
+        order = rest[overlap <= iou_threshold]
     return np.asarray(keep, dtype=np.int64)
+
+
+def nms_per_image(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    image_ids: np.ndarray,
+    iou_threshold: float,
+    mode: Literal["union", "min"] = "union",
+) -> np.ndarray:
+    """`nms` within each image of a batch (boxes of different images never suppress each
+    other). Each image is suppressed on its own: a greedy pass costs boxes × kept boxes,
+    so one pass over the whole batch would cost the square of the batch size.
+
+    Args:
+        image_ids: ``(N,)`` integer image index of each box.
+
+    Returns:
+        Indices of the kept boxes, grouped by image in ascending image index, highest
+        score first within an image.
+    """
+    kept = [np.zeros(0, dtype=np.int64)]
+    for image in np.unique(image_ids):
+        mine = np.flatnonzero(image_ids == image)
+        kept.append(mine[nms(boxes[mine], scores[mine], iou_threshold, mode)])
+    return np.concatenate(kept)
 
 
 def to_detections(

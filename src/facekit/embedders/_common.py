@@ -8,7 +8,7 @@ import numpy as np
 
 from ..errors import ConfigError
 
-__all__ = ["check_crops", "flip_averaged", "l2_normalize"]
+__all__ = ["check_crops", "flip_averaged", "flip_summed", "l2_normalize"]
 
 
 def check_crops(crops: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -33,24 +33,36 @@ def l2_normalize(vectors: np.ndarray) -> np.ndarray:
     return normalized
 
 
-def flip_averaged(
+def flip_summed(
     crops: np.ndarray, run: Callable[[np.ndarray], np.ndarray], flip: bool
-) -> np.ndarray:
-    """Embed ``crops`` and (if ``flip``) their horizontal mirrors in one batch, sum the two
-    raw embeddings of each face and L2-normalise.
+) -> tuple[np.ndarray, np.ndarray]:
+    """Raw embeddings of ``crops`` plus (if ``flip``) those of their horizontal mirrors,
+    computed in one batch.
 
     Args:
         crops: ``(N, H, W, 3)`` uint8 RGB.
         run: maps ``(M, H, W, 3)`` uint8 crops to ``(M, D)`` raw embeddings.
-        flip: add the mirrored crops.
+        flip: add the mirrored crops' embeddings.
 
     Returns:
-        ``(N, D)`` float32 unit vectors.
+        ``(N, D)`` float32 sums (not normalised) and ``(N,)`` L2 norms of the unmirrored
+        crops' raw embeddings.
     """
     count = crops.shape[0]
     if count == 0:
         raise ConfigError("no crops to embed")
-    if not flip:
-        return l2_normalize(run(crops))
-    raw = run(np.concatenate([crops, crops[:, :, ::-1]]))
-    return l2_normalize(raw[:count] + raw[count:])
+    raw = np.asarray(run(np.concatenate([crops, crops[:, :, ::-1]]) if flip else crops))
+    norms = np.linalg.norm(raw[:count], axis=1).astype(np.float32)
+    return (raw[:count] + raw[count:] if flip else raw).astype(np.float32, copy=False), norms
+
+
+def flip_averaged(
+    crops: np.ndarray, run: Callable[[np.ndarray], np.ndarray], flip: bool
+) -> np.ndarray:
+    """Embed ``crops`` and (if ``flip``) their horizontal mirrors in one batch, sum the two
+    raw embeddings of each face and L2-normalise (see `flip_summed`).
+
+    Returns:
+        ``(N, D)`` float32 unit vectors.
+    """
+    return l2_normalize(flip_summed(crops, run, flip)[0])

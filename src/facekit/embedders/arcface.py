@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -52,7 +53,9 @@ class ArcFace(OnnxModel):
         flip: embed each crop and its mirror and sum them (default True).
         batch_size: crops per ``session.run`` (models with a fixed batch of 1 run one by one).
         thresholds: override the model's verification thresholds.
-        mean: subtracted from 0..255 RGB pixels before dividing by ``std`` (overrides the
+        color: channel order the network wants, "RGB" or "BGR" (overrides the zoo spec;
+            unlisted files default to RGB). AdaFace exports want "BGR".
+        mean: subtracted from 0..255 pixels before dividing by ``std`` (overrides the
             zoo spec or what the graph suggests).
         std: divisor after ``mean`` is subtracted (overrides likewise).
         device: "cpu", "cuda" or "cuda:N".
@@ -68,6 +71,7 @@ class ArcFace(OnnxModel):
         flip: bool = True,
         batch_size: int = 32,
         thresholds: Thresholds | None = None,
+        color: Literal["RGB", "BGR"] | None = None,
         mean: float | None = None,
         std: float | None = None,
         device: str = "cpu",
@@ -90,7 +94,9 @@ class ArcFace(OnnxModel):
         self._dim = self._read_output(spec)
         if std == 0:
             raise ConfigError("std must not be 0")
-        self._bgr = spec is not None and spec.color == "BGR"
+        if color not in (None, "RGB", "BGR"):
+            raise ConfigError(f"color must be 'RGB' or 'BGR', got {color!r}")
+        self._bgr = (color or (spec.color if spec is not None else "RGB")) == "BGR"
         if spec is not None:
             graph_mean, graph_std = spec.mean, spec.std
         elif mean is None or std is None:

@@ -156,6 +156,17 @@ def _verify_or_delete(part: Path, label: str, sha256: str, size: int | None) -> 
 
 
 def _check_and_move(part: Path, target: Path, file: ModelFile) -> None:
-    _verify_or_delete(part, file.name, file.sha256, file.size)
+    if file.sha256 is not None:
+        _verify_or_delete(part, file.name, file.sha256, file.size)
+    else:  # nothing to check against (the caller pins it): at least refuse a web page
+        with open(part, "rb") as handle:
+            head = handle.read(512).lstrip().lower()
+        if head.startswith((b"<!doctype", b"<html")):
+            part.unlink()
+            raise ChecksumError(
+                f"the download of {file.name} returned a web page, not the file (hosts such "
+                "as Google Drive ask for a confirmation first): download it in a browser from "
+                f"{file.sources[0].url} and put it in the model directory"
+            )
     os.replace(part, target)
     _LOG.info("saved %s (sha256 verified)", target)

@@ -38,15 +38,17 @@ class ModelFile:
 
     Attributes:
         name: file name on disk (``det_10g.onnx``).
-        sha256: hex digest every copy must match before it is used.
-        size: size in bytes.
+        sha256: hex digest every copy must match before it is used; ``None`` when the
+            publisher gives none: then the first copy seen is pinned (see
+            `facekit.zoo.pins`) and later copies must match it.
+        size: size in bytes (``None``: not published).
         sources: official download sources, tried in order.
         aliases: other names the same bytes are distributed under (looked for too).
     """
 
     name: str
-    sha256: str
-    size: int
+    sha256: str | None
+    size: int | None
     sources: tuple[Source, ...] = ()
     aliases: tuple[str, ...] = ()
 
@@ -72,6 +74,8 @@ class ModelSpec:
         embedding_dim: ``D`` for recognition models.
         template: alignment template name for recognition models.
         thresholds: calibrated verification thresholds (recognition), with protocol.
+        architecture: network the weights belong to, for backends that build it
+            themselves (torch: ``ir_50``, ``inception_resnet_v1``).
         provenance: where the facts above come from.
     """
 
@@ -90,9 +94,10 @@ class ModelSpec:
     embedding_dim: int | None = None
     template: str | None = None
     thresholds: Thresholds | None = None
+    architecture: str | None = None
     provenance: str = ""
 
     @property
     def size(self) -> int:
-        """Total bytes of the model's files."""
-        return sum(f.size for f in self.files)
+        """Total bytes of the model's files (those with a published size)."""
+        return sum(f.size or 0 for f in self.files)

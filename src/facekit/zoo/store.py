@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..errors import ChecksumError, ConfigError, ModelError, ModelNotFoundError
 from .download import download_file, sha256_of
+from .pins import check_pinned
 from .spec import ModelFile, ModelSpec, Task
 from .table import DEFAULT_MODELS, MODELS
 
@@ -28,6 +29,7 @@ __all__ = [
     "default_model",
     "get_spec",
     "resolve",
+    "resolve_dir",
     "search_dirs",
     "spec_for_sha256",
     "verify",
@@ -46,7 +48,7 @@ MODEL_PACKAGE_GROUP = "facekit.models"
 directory path (or a callable returning one) holding model files."""
 
 _SPECS = {spec.name: spec for spec in MODELS}
-_BY_SHA256 = {file.sha256: spec for spec in MODELS for file in spec.files}
+_BY_SHA256 = {file.sha256: spec for spec in MODELS for file in spec.files if file.sha256}
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +178,16 @@ def resolve(
     return _download_missing(spec, dirs, download, progress)
 
 
+def resolve_dir(name: str, directory: str | os.PathLike[str]) -> ResolvedModel:
+    """The files of zoo model ``name`` in ``directory`` (or one level below), verified.
+
+    Raises:
+        ModelNotFoundError: a file is missing there.
+        ChecksumError: a file's sha256 is wrong.
+    """
+    return _locate(get_spec(name), [Path(directory)], must_exist=True)
+
+
 def _as_existing_path(model: str | os.PathLike[str]) -> Path | None:
     if (
         isinstance(model, os.PathLike)
@@ -204,28 +216,34 @@ def _find(file: ModelFile, dirs: list[Path]) -> Path | None:
 
 def _locate(spec: ModelSpec, dirs: list[Path], *, must_exist: bool) -> ResolvedModel:
     paths: list[Path] = []
+    digests: list[str] = []
     for file in spec.files:
         path = _find(file, dirs)
         if path is None:
             if must_exist:
                 raise ModelNotFoundError(
-                    f"{spec.name} needs {file.name} (sha256 {file.sha256}) next to "
-                    f"{', '.join(str(d) for d in dirs)}"
+                    f"{spec.name} needs {file.name} (sha256 {file.sha256 or 'not published'}) "
+                    f"next to {', '.join(str(d) for d in dirs)}"
                 )
             return ResolvedModel(spec, (), ())
-        _check(path, file)
+        digests.append(_check(path, file))
         paths.append(path)
-    return ResolvedModel(spec, tuple(paths), tuple(f.sha256 for f in spec.files))
+    return ResolvedModel(spec, tuple(paths), tuple(digests))
 
 
-def _check(path: Path, file: ModelFile) -> None:
+def _check(path: Path, file: ModelFile) -> str:
+    """Verify ``path`` against the zoo's digest (or the pin) and return its sha256."""
     actual = sha256_of(path)
+    if file.sha256 is None:
+        check_pinned(file.name, actual, cache_dir(), path)
+        return actual
     if actual != file.sha256:
         raise ChecksumError(
             f"{path} has sha256 {actual} ({path.stat().st_size} bytes) but {file.name} must "
             f"have {file.sha256} ({file.size} bytes): a corrupt or partial download, or "
             "another model. Delete it and fetch it again."
         )
+    return actual
 
 
 def _download_missing(
@@ -233,23 +251,26 @@ def _download_missing(
 ) -> ResolvedModel:
     target = cache_dir()
     paths: list[Path] = []
+    digests: list[str] = []
     for file in spec.files:
         existing = _find(file, dirs)
         if existing is not None:
-            _check(existing, file)
+            digests.append(_check(existing, file))
             paths.append(existing)
             continue
         reason = "downloads are off ($FACEKIT_OFFLINE or download=False)"
         if download and file.sources:
             try:
-                paths.append(download_file(file, target, progress=progress))
+                fetched = download_file(file, target, progress=progress)
+                digests.append(file.sha256 or _check(fetched, file))
+                paths.append(fetched)
                 continue
             except ModelNotFoundError as exc:
                 reason = str(exc)
         elif not file.sources:
             reason = "the zoo has no public download source for it"
         raise ModelNotFoundError(_missing_message(spec, file, dirs, reason))
-    return ResolvedModel(spec, tuple(paths), tuple(f.sha256 for f in spec.files))
+    return ResolvedModel(spec, tuple(paths), tuple(digests))
 
 
 def _missing_message(spec: ModelSpec, file: ModelFile, dirs: list[Path], reason: str) -> str:
@@ -257,8 +278,10 @@ def _missing_message(spec: ModelSpec, file: ModelFile, dirs: list[Path], reason:
         ", ".join(s.url + (f" (member {s.member})" if s.member else "") for s in file.sources)
         or "none"
     )
+    digest = file.sha256 or "not published: pinned on first use"
+    size = f"{file.size} bytes" if file.size is not None else "size not published"
     return (
-        f"model {spec.name!r} needs {file.name} (sha256 {file.sha256}, {file.size} bytes), "
+        f"model {spec.name!r} needs {file.name} (sha256 {digest}, {size}), "
         f"which is not available: {reason}. Official source: {sources}. Put the file in one "
         f"of: {', '.join(str(d) for d in dirs)} (or set ${ENV_HOME}, or pass model_dir=)."
     )

@@ -31,6 +31,22 @@ _PACKS = {
 }
 
 
+# facenet-pytorch 2.6.0's wheel on PyPI carries MTCNN's three state dicts (MIT); the
+# digest is PyPI's own.
+_FACENET_PYTORCH_WHEEL = (
+    "https://files.pythonhosted.org/packages/ed/2e/"
+    "2d56386bc2f834cdc683743903852cf1428b4e5ee119f16cf808b589d3cd/"
+    "facenet_pytorch-2.6.0-py3-none-any.whl",
+    "ecb82b27beb226d106f2219efe8f829b01b87a8595badd01545679bdb9f19cca",
+    1881930,
+)
+
+
+def _wheel(member: str) -> Source:
+    url, sha256, size = _FACENET_PYTORCH_WHEEL
+    return Source(url, member=member, archive_sha256=sha256, archive_size=size)
+
+
 def _pack(pack: str, member: str) -> Source:
     sha256, size = _PACKS[pack]
     return Source(
@@ -58,6 +74,86 @@ _SHARED_PAIRS = (
     "40x10 plus 13 celebrity photo faces; SCRFD-2.5G detection, arcface112 alignment, flip "
     "averaging): "
 )
+
+
+_ADAFACE_LICENSE = (
+    "code and weights MIT (mk-minchul/AdaFace); trained on face data sets (CASIA-WebFace, "
+    "VGGFace2, MS1MV2/V3, WebFace4M/12M) whose terms allow non-commercial research only: "
+    "treat as research only"
+)
+
+# (zoo name, architecture, training set, Google Drive file id) from the official README's
+# "Pretrained Models" table; file names as the repo's own validation scripts expect them.
+# No digests or sizes are published: facekit pins the sha256 on first use.
+_ADAFACE_CHECKPOINTS = (
+    ("adaface_ir18_casia", "ir_18", "CASIA-WebFace", "1BURBDplf2bXpmwOL1WVzqtaVmQl9NpPe"),
+    ("adaface_ir18_vgg2", "ir_18", "VGGFace2", "1k7onoJusC0xjqfjB-hNNaxz9u6eEzFdv"),
+    ("adaface_ir18_webface4m", "ir_18", "WebFace4M", "1J17_QW1Oq00EhSWObISnhWEYr2NNrg2y"),
+    ("adaface_ir50_casia", "ir_50", "CASIA-WebFace", "1g1qdg7_HSzkue7_VrW64fnWuHl0YL2C2"),
+    ("adaface_ir50_webface4m", "ir_50", "WebFace4M", "1BmDRrhPsHSbXcWZoYFPJg2KJn1sd3QpN"),
+    ("adaface_ir50_ms1mv2", "ir_50", "MS1MV2", "1eUaSHG4pGlIZK7hBkqjyp2fc2epKoBvI"),
+    ("adaface_ir101_ms1mv2", "ir_101", "MS1MV2", "1m757p4-tUU5xlSHLaO04sqnhvqankimN"),
+    ("adaface_ir101_ms1mv3", "ir_101", "MS1MV3", "1hRI8YhlfTx2YMzyDwsqLTOxbyFVOqpSI"),
+    ("adaface_ir101_webface4m", "ir_101", "WebFace4M", "18jQkqB0avFqWa0Pas52g54xNshUOQJpQ"),
+    ("adaface_ir101_webface12m", "ir_101", "WebFace12M", "1dswnavflETcnAuplZj1IOKKP0eM8ITgT"),
+)
+
+
+def _adaface(name: str, architecture: str, trained_on: str, drive_id: str) -> ModelSpec:
+    return ModelSpec(
+        name=name,
+        task="recognition",
+        backend="adaface",
+        files=(
+            ModelFile(
+                f"{name}.ckpt",
+                None,
+                None,
+                (Source(f"https://drive.google.com/uc?export=download&id={drive_id}"),),
+            ),
+        ),
+        license=_ADAFACE_LICENSE,
+        research_only=True,
+        description=f"AdaFace {architecture.upper().replace('_', '-')} trained on "
+        f"{trained_on}, 512-d (torch; BGR input)",
+        input_size=(112, 112),
+        color="BGR",
+        mean=127.5,
+        std=127.5,
+        embedding_dim=512,
+        template="arcface112",
+        architecture=architecture,
+        provenance="official README of mk-minchul/AdaFace (Google Drive); no sha256 or size "
+        "published: pinned on first use. Not verified against real data by facekit.",
+    )
+
+
+_FACENET_RELEASE = "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9"
+_FACENET_LICENSE = (
+    "MIT (davidsandberg/facenet weights, ported by timesler/facenet-pytorch); trained on "
+    "{data}, whose terms allow non-commercial research only: treat as research only"
+)
+
+
+def _facenet(name: str, file: str, trained_on: str) -> ModelSpec:
+    return ModelSpec(
+        name=name,
+        task="recognition",
+        backend="facenet",
+        files=(ModelFile(file, None, None, (Source(f"{_FACENET_RELEASE}/{file}"),)),),
+        license=_FACENET_LICENSE.format(data=trained_on),
+        research_only=True,
+        description=f"FaceNet Inception-ResNet-v1 trained on {trained_on}, 512-d (torch)",
+        input_size=(160, 160),
+        mean=127.5,
+        std=128.0,
+        embedding_dim=512,
+        template="arcface160",
+        architecture="inception_resnet_v1",
+        provenance="facenet-pytorch's v2.2.9 release (models/inception_resnet_v1.py); no "
+        "sha256 or size published: pinned on first use. Not verified against real data by "
+        "facekit.",
+    )
 
 
 MODELS: tuple[ModelSpec, ...] = (
@@ -240,6 +336,9 @@ MODELS: tuple[ModelSpec, ...] = (
         provenance="diandianti/photo_analyze models/mobilefacenet.onnx @ 2715cee6; provenance "
         "of the weights unknown",
     ),
+    *(_adaface(*row) for row in _ADAFACE_CHECKPOINTS),
+    _facenet("facenet_vggface2", "20180402-114759-vggface2.pt", "VGGFace2"),
+    _facenet("facenet_casia_webface", "20180408-102900-casia-webface.pt", "CASIA-WebFace"),
     # In the zoo for their files; their backends arrive with later releases.
     ModelSpec(
         name="retinaface_mnet025_mxnet",
@@ -311,24 +410,28 @@ MODELS: tuple[ModelSpec, ...] = (
                 "pnet.pt",
                 "a2a71925e0b9996a42f63e47efc1ca19043e69558b5c523b978d611dfae49c8f",
                 28570,
+                (_wheel("facenet_pytorch/data/pnet.pt"),),
             ),
             ModelFile(
                 "rnet.pt",
                 "bbb937de72efc9ef83b186c49f5f558467a1d7e3453a8ece0d71a886633f6a86",
                 403147,
+                (_wheel("facenet_pytorch/data/rnet.pt"),),
             ),
             ModelFile(
                 "onet.pt",
                 "165bfbe42940416ccfb977545cf0e976d5bf321f67083ae2aaaa5c764280118d",
                 1559269,
+                (_wheel("facenet_pytorch/data/onet.pt"),),
             ),
         ),
         license="MIT (facenet-pytorch)",
         research_only=False,
-        description="MTCNN P/R/O-Net state dicts from facenet-pytorch 2.6.0 (torch)",
+        description="MTCNN P/R/O-Net (original Caffe weights), torch state dicts",
         mean=127.5,
         std=128.0,
-        provenance="PyPI wheel facenet-pytorch==2.6.0, facenet_pytorch/data/",
+        provenance="members facenet_pytorch/data/{p,r,o}net.pt of the PyPI wheel "
+        "facenet-pytorch==2.6.0 (sha256 from PyPI); sizes and sha256 measured on the files",
     ),
     ModelSpec(
         name="mobilefacenet_mxnet",
@@ -362,5 +465,8 @@ MODELS: tuple[ModelSpec, ...] = (
 DEFAULT_MODELS: dict[str, str] = {
     "scrfd": "scrfd_10g",
     "arcface": "arcface_r50",
+    "mtcnn": "mtcnn",
+    "adaface": "adaface_ir101_webface12m",
+    "facenet": "facenet_vggface2",
 }
 """The model each backend loads when none is named."""
