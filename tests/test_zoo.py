@@ -422,3 +422,51 @@ def test_wheel_member_source_for_mtcnn() -> None:
         assert source.member == f"facenet_pytorch/data/{file.name}"
         assert source.archive_sha256 is not None
         assert source.archive_size == 1881930
+
+
+def test_mxnet_archive_members_renamed_to_a_checkpoint_prefix(
+    server: _Server, models_dir: Path, isolated_cache: Path
+) -> None:
+    """InsightFace's MXNet zips hold model-symbol.json / model-0000.params in a folder: the
+    zoo saves them as PREFIX-symbol.json / PREFIX-0000.params (unique names, a checkpoint
+    pair), from a Dropbox-style URL with a query string."""
+    symbol = (models_dir / "mobilefacenet_mxnet/model_mobilefacenet-symbol.json").read_bytes()
+    params = b"stand-in params bytes"
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as bundle:
+        bundle.writestr("model-y1-test2/model-symbol.json", symbol)
+        bundle.writestr("model-y1-test2/model-0000.params", params)
+    archive = buf.getvalue()
+    server.files["/akx/model-MobileFaceNet.zip?dl=1"] = archive
+    url = f"http://127.0.0.1:{server.server_address[1]}/akx/model-MobileFaceNet.zip?dl=1"
+    spec = BY_NAME["mobilefacenet_arcface_mxnet"]
+    files = tuple(
+        dataclasses.replace(
+            f,
+            sources=(
+                dataclasses.replace(
+                    f.sources[0],
+                    url=url,
+                    archive_sha256=hashlib.sha256(archive).hexdigest(),
+                    archive_size=len(archive),
+                ),
+            ),
+        )
+        for f in spec.files
+    )
+    store = importlib.import_module("facekit.zoo.store")
+    found = store._download_missing(
+        dataclasses.replace(spec, files=files), [isolated_cache], True, False
+    )
+    assert [p.name for p in found.paths] == [
+        "model-y1-test2-symbol.json",
+        "model-y1-test2-0000.params",
+    ]
+    assert found.paths[0].read_bytes() == symbol
+    assert found.paths[1].read_bytes() == params
+    assert (isolated_cache / "archives/model-MobileFaceNet.zip").exists()  # no "?dl=1"
+    import json
+
+    pins = json.loads((isolated_cache / "pins.json").read_text())
+    assert pins["model-y1-test2-0000.params"] == hashlib.sha256(params).hexdigest()
+    assert len(server.requests) == 1  # one archive download serves both members

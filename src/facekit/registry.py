@@ -27,11 +27,13 @@ _BUILTIN: dict[str, dict[str, str]] = {
     "detector": {
         "scrfd": "facekit.detectors.scrfd:SCRFD",
         "mtcnn": "facekit.detectors.mtcnn:MTCNN",
+        "retinaface": "facekit.detectors.retinaface:RetinaFace",
     },
     "embedder": {
         "arcface": "facekit.embedders.arcface:ArcFace",
         "adaface": "facekit.embedders.adaface:AdaFace",
         "facenet": "facekit.embedders.facenet:FaceNet",
+        "arcface-mxnet": "facekit.embedders.arcface_mxnet:ArcFaceMXNet",
     },
 }
 

@@ -17,6 +17,21 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     check = actions.add_parser("verify", help="check the sha256 of local copies")
     check.add_argument("names", nargs="*", help="zoo names (default: all)")
     check.add_argument("--model-dir", help="directory searched for model files first")
+    convert = actions.add_parser(
+        "convert-mxnet",
+        help="convert an MXNet RetinaFace or ArcFace checkpoint to ONNX (needs [mxnet])",
+    )
+    convert.add_argument("prefix", help="checkpoint prefix (DIR/NAME) or zoo name")
+    convert.add_argument("output", help="ONNX file to write")
+    convert.add_argument("--epoch", type=int, help="params epoch (default: the latest)")
+    convert.add_argument(
+        "--task", choices=["detection", "recognition"], help="default: read from the checkpoint"
+    )
+    convert.add_argument(
+        "--input-size", type=int, nargs=2, metavar=("W", "H"), help="graph input size"
+    )
+    convert.add_argument("--layer", default="fc1", help="embedding layer of a recogniser")
+    convert.add_argument("--model-dir", help="directory searched for model files first")
     models.set_defaults(run=run)
 
 
@@ -54,6 +69,24 @@ def run(args: argparse.Namespace) -> int:
                 f"{row['name']:<{name_width}}  {row['task']:<11}  "
                 f"{row['backend']:<{backend_width}}  {row['size_mb'] or '?':>6}  {licence}"
             )
+        return 0
+    if args.action == "convert-mxnet":
+        from ..convert import mxnet_to_onnx
+
+        done = mxnet_to_onnx(
+            args.prefix,
+            args.output,
+            epoch=args.epoch,
+            task=args.task,
+            input_size=tuple(args.input_size) if args.input_size else None,
+            layer=args.layer,
+            model_dir=args.model_dir,
+        )
+        use = "RetinaFace(path)" if done.task == "detection" else "ArcFace(path)"
+        print(
+            f"wrote {done.path} ({done.task}, input {done.input_shape}, max relative error "
+            f"against MXNet {done.max_relative_error:.1e}); load it with {use}"
+        )
         return 0
     specs = [zoo.get_spec(name) for name in args.names] or list(zoo.MODELS)
     failed = False

@@ -1,7 +1,7 @@
 """Face detectors: image → boxes, scores and 5 landmarks.
 
 Backends are imported on first attribute access, so ``import facekit.detectors`` stays light
-(MTCNN's torch is imported only when `MTCNN` is used).
+(torch and mxnet are imported only when `MTCNN` or an MXNet `RetinaFace` is built).
 """
 
 from __future__ import annotations
@@ -11,11 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .mtcnn import MTCNN
+    from .retinaface import RetinaFace
     from .scrfd import SCRFD
 
-__all__ = ["MTCNN", "SCRFD"]
+__all__ = ["MTCNN", "SCRFD", "RetinaFace"]
 
-_MODULES = {"MTCNN": ".mtcnn", "SCRFD": ".scrfd"}
+_MODULES = {"MTCNN": ".mtcnn", "RetinaFace": ".retinaface", "SCRFD": ".scrfd"}
 
 
 def __getattr__(name: str) -> Any:

@@ -8,6 +8,7 @@ import os
 import shutil
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -72,7 +73,7 @@ def _fetch_member(
 ) -> Path:
     """Download the archive once (kept under ``archives/`` for its other members), check
     it, and extract ``member`` through a temporary file."""
-    archive_name = source.url.rsplit("/", 1)[-1]
+    archive_name = urllib.parse.urlsplit(source.url).path.rsplit("/", 1)[-1]  # no ?dl=1
     archive = directory / "archives" / archive_name
     if not archive.exists():
         archive.parent.mkdir(parents=True, exist_ok=True)

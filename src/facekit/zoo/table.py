@@ -156,6 +156,50 @@ def _facenet(name: str, file: str, trained_on: str) -> ModelSpec:
     )
 
 
+# InsightFace's MXNet-era model zoo: Dropbox archives. InsightFace publishes no digests;
+# the archive sizes and sha256 are those Intel's Open Model Zoo pinned for the same URLs
+# (openvinotoolkit/open_model_zoo, models/public/*/model.yml, before their removal in
+# 2021). The members' own digests are not published: pinned on first use. Extracted
+# members are renamed PREFIX-symbol.json / PREFIX-0000.params so that each zoo file name is
+# unique and the pair is an MXNet checkpoint with that prefix.
+_DROPBOX = "https://www.dropbox.com/s"
+
+
+def _mxnet_zip(
+    url: str, sha256: str, size: int, folder: str, prefix: str
+) -> tuple[ModelFile, ModelFile]:
+    def member(name: str, saved: str) -> ModelFile:
+        source = Source(url, member=f"{folder}{name}", archive_sha256=sha256, archive_size=size)
+        return ModelFile(saved, None, None, (source,))
+
+    return (
+        member("model-symbol.json" if folder else f"{prefix}-symbol.json", f"{prefix}-symbol.json"),
+        member("model-0000.params" if folder else f"{prefix}-0000.params", f"{prefix}-0000.params"),
+    )
+
+
+def _insightface_recogniser(
+    name: str, description: str, dim: int, files: tuple[ModelFile, ModelFile]
+) -> ModelSpec:
+    return ModelSpec(
+        name=name,
+        task="recognition",
+        backend="arcface-mxnet",
+        files=files,
+        license=_INSIGHTFACE_LICENSE,
+        research_only=True,
+        description=description,
+        input_size=(112, 112),
+        mean=0.0,
+        std=1.0,
+        embedding_dim=dim,
+        template="arcface112",
+        provenance="InsightFace model zoo (Dropbox); archive sha256 and size as pinned by "
+        "Intel's Open Model Zoo; the members' sha256 are not published: pinned on first use. "
+        "Not verified against real data by facekit (too large to stage here).",
+    )
+
+
 MODELS: tuple[ModelSpec, ...] = (
     ModelSpec(
         name="scrfd_10g",
@@ -339,7 +383,25 @@ MODELS: tuple[ModelSpec, ...] = (
     *(_adaface(*row) for row in _ADAFACE_CHECKPOINTS),
     _facenet("facenet_vggface2", "20180402-114759-vggface2.pt", "VGGFace2"),
     _facenet("facenet_casia_webface", "20180408-102900-casia-webface.pt", "CASIA-WebFace"),
-    # In the zoo for their files; their backends arrive with later releases.
+    ModelSpec(
+        name="retinaface_r50_mxnet",
+        task="detection",
+        backend="retinaface",
+        files=_mxnet_zip(
+            f"{_DROPBOX}/53ftnlarhyrpkg2/retinaface-R50.zip?dl=1",
+            "d1099b1dba51996c5eb8a757e7f60052d78633d061c46e9108ef7dd5069af999",
+            109631292,
+            "",
+            "R50",
+        ),
+        license=_INSIGHTFACE_LICENSE,
+        research_only=True,
+        description="RetinaFace ResNet-50, MXNet checkpoint (RGB 0..255 input)",
+        mean=0.0,
+        std=1.0,
+        provenance="InsightFace RetinaFace README (Dropbox); archive sha256 and size as pinned "
+        "by Intel's Open Model Zoo; members pinned on first use. Not verified here.",
+    ),
     ModelSpec(
         name="retinaface_mnet025_mxnet",
         task="detection",
@@ -436,7 +498,7 @@ MODELS: tuple[ModelSpec, ...] = (
     ModelSpec(
         name="mobilefacenet_mxnet",
         task="recognition",
-        backend="arcface_mxnet",
+        backend="arcface-mxnet",
         files=(
             ModelFile(
                 "model_mobilefacenet-symbol.json",
@@ -459,6 +521,42 @@ MODELS: tuple[ModelSpec, ...] = (
         template="arcface112",
         provenance="Laulian/MxNet2Caffe-mobilefacenet @ 36e74bf5",
     ),
+    _insightface_recogniser(
+        "arcface_r100_mxnet",
+        "LResNet100E-IR ArcFace, ms1m-refine-v2 (model-r100-ii), MXNet checkpoint, 512-d",
+        512,
+        _mxnet_zip(
+            f"{_DROPBOX}/tj96fsm6t6rq8ye/model-r100-arcface-ms1m-refine-v2.zip?dl=1",
+            "eab0e5bcca81c070f56ffb11a1c32d7b2e574a8bb94f32590e7b48b355c13d1f",
+            243494890,
+            "model-r100-ii/",
+            "model-r100-ii",
+        ),
+    ),
+    _insightface_recogniser(
+        "arcface_r50_mxnet",
+        "LResNet50E-IR ArcFace, ms1m-refine-v1 (model-r50-am-lfw), MXNet checkpoint, 512-d",
+        512,
+        _mxnet_zip(
+            f"{_DROPBOX}/ou8v3c307vyzawc/model-r50-arcface-ms1m-refine-v1.zip?dl=1",
+            "af511fc7e0f465258de1951584607e798307c7a9b2d24692e4bc6836c6eeeee7",
+            162345348,
+            "model-r50-am-lfw/",
+            "model-r50-am-lfw",
+        ),
+    ),
+    _insightface_recogniser(
+        "mobilefacenet_arcface_mxnet",
+        "MobileFaceNet ArcFace, ms1m-refine-v1 (model-y1-test2), MXNet checkpoint, 128-d",
+        128,
+        _mxnet_zip(
+            f"{_DROPBOX}/akxeqp99jvsd6z7/model-MobileFaceNet-arcface-ms1m-refine-v1.zip?dl=1",
+            "1a3ffb4c930a2398f68bc45f0eb86058a514c00808176303303f0783f494c2d1",
+            3911771,
+            "model-y1-test2/",
+            "model-y1-test2",
+        ),
+    ),
 )
 """Every model facekit knows, in display order."""
 
@@ -468,5 +566,7 @@ DEFAULT_MODELS: dict[str, str] = {
     "mtcnn": "mtcnn",
     "adaface": "adaface_ir101_webface12m",
     "facenet": "facenet_vggface2",
+    "retinaface": "retinaface_mnet025_mxnet",
+    "arcface-mxnet": "mobilefacenet_mxnet",
 }
 """The model each backend loads when none is named."""
