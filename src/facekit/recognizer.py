@@ -59,7 +59,9 @@ class FaceRecognizer:
         aligner: an `Aligner`; default: the aligner of the embedder's template (a
             similarity transform to its landmark template, or a box crop).
         face: which face to use when an image has several (see `FacePolicy`).
-        thresholds: override the embedder's verification thresholds.
+        thresholds: override the embedder's verification thresholds: a `Thresholds`, or
+            the path of a file written by ``facekit calibrate`` (it must have been made
+            with this embedder).
         model_dir: directory searched for model files first.
         max_pixels: largest image accepted, in pixels.
         device: "cpu", "cuda" or "cuda:N" for backends built by name.
@@ -80,7 +82,7 @@ class FaceRecognizer:
         embedder_model: str | os.PathLike[str] | None = None,
         aligner: Aligner | None = None,
         face: FacePolicy = "largest",
-        thresholds: Thresholds | None = None,
+        thresholds: Thresholds | str | os.PathLike[str] | None = None,
         model_dir: str | os.PathLike[str] | None = None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         device: str = "cpu",
@@ -105,6 +107,10 @@ class FaceRecognizer:
             aligner if aligner is not None else aligner_for(self.embedder.template)
         )
         self.face = face
+        if isinstance(thresholds, (str, os.PathLike)):
+            from .evaluation.calibration import load_thresholds
+
+            thresholds = load_thresholds(thresholds, self.embedder)
         self._thresholds = thresholds
         self.max_pixels = max_pixels
         if quality is None:
@@ -154,6 +160,55 @@ class FaceRecognizer:
             MultipleFacesError: several faces and the policy is ``"error"``.
         """
         return self._chosen_faces([image], face)[0].embedding
+
+    def embed_each(
+        self,
+        images: Sequence[ImageInput],
+        *,
+        face: FacePolicy | None = None,
+        batch_size: int = 16,
+        progress: bool = False,
+    ) -> list[np.ndarray | FacekitError]:
+        """The embedding of the chosen face of every image, or the error that image gave.
+
+        Images are detected and embedded in batches of ``batch_size``; an input that fails
+        (unreadable, no face, several under ``"error"``) gets its error in its place and
+        does not stop the others.
+
+        Returns:
+            One entry per image: a ``(D,)`` float32 unit vector or a `FacekitError`.
+        """
+        policy = self.face if face is None else face
+        _check_policy(policy)
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
+        from tqdm.auto import tqdm
+
+        results: list[np.ndarray | FacekitError] = []
+        with tqdm(total=len(images), unit="image", disable=not progress) as bar:
+            for start in range(0, len(images), batch_size):
+                batch = images[start : start + batch_size]
+                loaded: list[tuple[int, np.ndarray]] = []
+                outcome: list[np.ndarray | FacekitError | None] = [None] * len(batch)
+                for index, image in enumerate(batch):
+                    try:
+                        loaded.append((index, self.load(image)))
+                    except FacekitError as exc:
+                        outcome[index] = exc
+                found = self.detector.detect_batch([array for _, array in loaded])
+                chosen: list[tuple[int, np.ndarray, Detection]] = []
+                for (index, array), detections in zip(loaded, found, strict=True):
+                    try:
+                        where = f"image {start + index + 1} ({describe(batch[index])})"
+                        chosen.append((index, array, _choose(detections, policy, where)))
+                    except FacekitError as exc:
+                        outcome[index] = exc
+                faces = self._embed_faces([c[1] for c in chosen], [[c[2]] for c in chosen])
+                for (index, _, _), (face_found,) in zip(chosen, faces, strict=True):
+                    outcome[index] = face_found.embedding
+                results.extend(o for o in outcome if o is not None)
+                bar.update(len(batch))
+        return results
 
     def verify(
         self, image_a: ImageInput, image_b: ImageInput, face: FacePolicy | None = None

@@ -1,7 +1,9 @@
 """The ``facekit`` command.
 
 ``facekit verify A B``, ``facekit enroll DIR --gallery G``, ``facekit identify IMG... --gallery
-G``, ``facekit gallery list|info|remove|rename G``, ``facekit models list|fetch|verify``.
+G``, ``facekit gallery list|info|remove|rename G``, ``facekit models
+list|fetch|verify|convert-mxnet``, ``facekit eval verify|identify|detect``, ``facekit
+calibrate``.
 
 Exit codes: 0 when the command ran (whatever the verdict), 1 on an error (one line on
 stderr), 2 on a usage error.
@@ -17,7 +19,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import FacekitError
-from . import _gallery, _models, _verify
+from . import _eval, _gallery, _models, _verify
 
 __all__ = ["main"]
 
@@ -30,6 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     _verify.add_parser(commands)
     _gallery.add_parsers(commands)
     _models.add_parser(commands)
+    _eval.add_parsers(commands)
     return parser
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from .._onnx import OnnxModel
+from .._preprocess import nchw
 from ..errors import ConfigError, ModelError
 from ..io import DEFAULT_MAX_PIXELS, ImageInput, load_image
 from ..types import Detection
@@ -194,8 +195,7 @@ class SCRFD(OnnxModel):
         for start in range(0, len(arrays), self.batch_size):
             chunk = arrays[start : start + self.batch_size]
             fitted = [letterbox(array, self.input_size, self.padding) for array in chunk]
-            blob = np.stack([canvas for canvas, _ in fitted]).astype(np.float32)
-            blob = ((blob - 127.5) / 128.0).transpose(0, 3, 1, 2)
+            blob = nchw(np.stack([canvas for canvas, _ in fitted]), 127.5, 128.0)
             outputs = self._session.run(None, {self._layout.input_name: blob})
             for index, (array, (_, box)) in enumerate(zip(chunk, fitted, strict=True)):
                 per_image = [out[index] if out.ndim == 3 else out for out in outputs]

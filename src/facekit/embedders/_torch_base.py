@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from .._preprocess import nchw
 from .._torch import checkpoint_state, import_torch, load_weights, torch_device
 from ..errors import ConfigError, ModelError
 from ..types import Thresholds
@@ -188,9 +189,7 @@ class TorchEmbedder:
     def _blob(self, crops: np.ndarray) -> np.ndarray:
         """``(M, H, W, 3)`` uint8 RGB → ``(M, 3, H, W)`` float32 as the network wants it."""
         color, mean, std = self.preprocessing
-        pixels = crops[..., ::-1] if color == "BGR" else crops
-        blob = (pixels.astype(np.float32) - np.float32(mean)) / np.float32(std)
-        return np.ascontiguousarray(blob.transpose(0, 3, 1, 2))
+        return nchw(crops, mean, std, bgr=color == "BGR")
 
     def _run(self, crops: np.ndarray) -> np.ndarray:
         torch = self._torch

@@ -11,6 +11,7 @@ from typing import Literal
 import numpy as np
 
 from .._onnx import OnnxModel
+from .._preprocess import nchw
 from ..errors import ConfigError, ModelError
 from ..types import Thresholds
 from ..zoo import ModelSpec
@@ -192,9 +193,7 @@ class ArcFace(OnnxModel):
         return flip_averaged(check_crops(crops, self._size), self._run, self.flip)
 
     def _run(self, crops: np.ndarray) -> np.ndarray:
-        blob = crops[..., ::-1] if self._bgr else crops
-        blob = ((blob.astype(np.float32) - self._mean) / self._std).transpose(0, 3, 1, 2)
-        blob = np.ascontiguousarray(blob)
+        blob = nchw(crops, self._mean, self._std, bgr=self._bgr)
         parts = [
             self._session.run(None, {self._input_name: blob[start : start + self.batch_size]})[0]
             for start in range(0, blob.shape[0], self.batch_size)
