@@ -4,7 +4,7 @@ numbers recomputed independently from the saved embeddings."""
 
 from __future__ import annotations
 
-import itertools
+import importlib.util
 import json
 from pathlib import Path
 
@@ -203,22 +203,16 @@ def test_split_is_seeded_and_leaves_identities_out() -> None:
 
 
 def _shared_pairs(data_dir: Path, path: Path) -> Path:
-    """All pairs of ORL subjects 1-25 (4 images each) and six photos, plus one pair with a
-    missing image."""
-    labels = {f"orl_faces/s{s}/{k}.png": f"s{s}" for s in range(1, 26) for k in range(1, 5)}
-    labels.update(
-        {
-            "openface/lennon-1.jpg": "lennon",
-            "openface/lennon-2.jpg": "lennon",
-            "openface/clapton-1.jpg": "clapton",
-            "openface/clapton-2.jpg": "clapton",
-            "openface/carell.jpg": "carell",
-            "openface/adams.jpg": "adams",
-        }
+    """The pair list of scripts/make_shared_pairs.py (all pairs of ORL subjects 1-25,
+    images 1-4, and six photos), plus one pair with a missing image."""
+    spec = importlib.util.spec_from_file_location(
+        "make_shared_pairs", Path(__file__).resolve().parents[1] / "scripts/make_shared_pairs.py"
     )
-    rows = ["img_a,img_b,same"]
-    rows += [f"{a},{b},{int(labels[a] == labels[b])}" for a, b in itertools.combinations(labels, 2)]
-    rows.append("openface/lennon-1.jpg,openface/missing.jpg,1")
+    assert spec is not None
+    assert spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    rows = [*script.pair_rows(data_dir), "openface/lennon-1.jpg,openface/missing.jpg,1"]
     path.write_text("\n".join(rows) + "\n")
     return path
 

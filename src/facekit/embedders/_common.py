@@ -7,8 +7,9 @@ from collections.abc import Callable
 import numpy as np
 
 from ..errors import ConfigError
+from ..types import Thresholds
 
-__all__ = ["check_crops", "flip_averaged", "flip_summed", "l2_normalize"]
+__all__ = ["check_crops", "flip_averaged", "flip_summed", "l2_normalize", "require_thresholds"]
 
 
 def check_crops(crops: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -66,3 +67,19 @@ def flip_averaged(
         ``(N, D)`` float32 unit vectors.
     """
     return l2_normalize(flip_summed(crops, run, flip)[0])
+
+
+def require_thresholds(thresholds: Thresholds | None, name: str) -> Thresholds:
+    """``thresholds``, or the error an embedder without them raises when asked.
+
+    Raises:
+        ConfigError: ``thresholds`` is ``None``.
+    """
+    if thresholds is None:
+        raise ConfigError(
+            f"facekit has no calibrated thresholds for {name} (not calibrated: an unlisted "
+            "model, or weights facekit could not measure); calibrate them on your own pairs "
+            "(facekit calibrate) and pass thresholds=Thresholds(likely=..., same=...) or "
+            "thresholds='calib.json'"
+        )
+    return thresholds

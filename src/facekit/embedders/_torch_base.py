@@ -17,7 +17,7 @@ from .._torch import checkpoint_state, import_torch, load_weights, torch_device
 from ..errors import ConfigError, ModelError
 from ..types import Thresholds
 from ..zoo import ModelSpec, default_model, get_spec, resolve
-from ._common import check_crops, flip_summed, l2_normalize
+from ._common import check_crops, flip_summed, l2_normalize, require_thresholds
 
 __all__ = ["TorchEmbedder"]
 
@@ -150,16 +150,9 @@ class TorchEmbedder:
         """Verification thresholds on cosine similarity.
 
         Raises:
-            ConfigError: none were given and the zoo has none calibrated for the weights.
+            ConfigError: none were given and the zoo has none for the model.
         """
-        if self._thresholds is None:
-            raise ConfigError(
-                f"facekit has not calibrated thresholds for {self.name} (its weights cannot "
-                "be downloaded here); calibrate on your own pairs with "
-                "facekit.evaluation.calibrate and pass thresholds=Thresholds(likely=..., "
-                "same=...)"
-            )
-        return self._thresholds
+        return require_thresholds(self._thresholds, self.name)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, {self.architecture}, flip={self.flip})"

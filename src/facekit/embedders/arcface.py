@@ -15,7 +15,7 @@ from .._preprocess import nchw
 from ..errors import ConfigError, ModelError
 from ..types import Thresholds
 from ..zoo import ModelSpec
-from ._common import check_crops, flip_averaged
+from ._common import check_crops, flip_averaged, require_thresholds
 
 __all__ = ["ArcFace"]
 
@@ -168,14 +168,9 @@ class ArcFace(OnnxModel):
         """Verification thresholds on cosine similarity.
 
         Raises:
-            ConfigError: an unlisted model without thresholds given by the user.
+            ConfigError: none were given and the zoo has none for the model.
         """
-        if self._thresholds is None:
-            raise ConfigError(
-                f"{self.name} is not in the zoo, so it has no calibrated thresholds; pass "
-                "thresholds=Thresholds(likely=..., same=...) to ArcFace or FaceRecognizer"
-            )
-        return self._thresholds
+        return require_thresholds(self._thresholds, self.name)
 
     def __repr__(self) -> str:
         return f"ArcFace({self.name!r}, dim={self.dim}, flip={self.flip})"

@@ -15,7 +15,7 @@ from .._mxnet import import_mxnet, load_checkpoint, mx_context, resolve_checkpoi
 from ..errors import ConfigError, ModelError
 from ..types import Thresholds
 from ..zoo import default_model
-from ._common import check_crops, flip_averaged
+from ._common import check_crops, flip_averaged, require_thresholds
 
 __all__ = ["ArcFaceMXNet"]
 
@@ -123,14 +123,9 @@ class ArcFaceMXNet:
         """Verification thresholds on cosine similarity.
 
         Raises:
-            ConfigError: none given and none in the zoo.
+            ConfigError: none were given and the zoo has none for the model.
         """
-        if self._thresholds is None:
-            raise ConfigError(
-                f"facekit has no calibrated thresholds for {self.name}; calibrate on your "
-                "own pairs (facekit.evaluation.calibrate) and pass thresholds="
-            )
-        return self._thresholds
+        return require_thresholds(self._thresholds, self.name)
 
     def __repr__(self) -> str:
         return f"ArcFaceMXNet({self.name!r}, layer={self.layer!r}, dim={self.dim})"
