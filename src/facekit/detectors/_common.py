@@ -8,9 +8,31 @@ from typing import Literal
 import cv2
 import numpy as np
 
+from ..errors import ConfigError
 from ..types import Detection
 
-__all__ = ["Letterbox", "letterbox", "nms", "nms_per_image", "to_detections"]
+__all__ = ["Letterbox", "check_options", "letterbox", "nms", "nms_per_image", "to_detections"]
+
+
+def check_options(
+    *,
+    score_threshold: float | None = None,
+    nms_threshold: float | None = None,
+    max_faces: int | None = None,
+) -> None:
+    """Validate the options detectors share (``None``: not an option of the caller, or
+    no limit for ``max_faces``).
+
+    Raises:
+        ConfigError: a score threshold outside [0, 1], an NMS threshold outside (0, 1], or
+            ``max_faces`` below 1.
+    """
+    if score_threshold is not None and not 0.0 <= score_threshold <= 1.0:
+        raise ConfigError(f"score_threshold must be in [0, 1], got {score_threshold}")
+    if nms_threshold is not None and not 0.0 < nms_threshold <= 1.0:
+        raise ConfigError(f"nms_threshold must be in (0, 1], got {nms_threshold}")
+    if max_faces is not None and max_faces < 1:
+        raise ConfigError(f"max_faces must be at least 1, got {max_faces}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,7 @@ from ..errors import ConfigError
 from ..io import DEFAULT_MAX_PIXELS, ImageInput, load_image
 from ..types import Detection
 from ..zoo import ResolvedModel, default_model, resolve, resolve_dir
-from ._common import nms_per_image, to_detections
+from ._common import check_options, nms_per_image, to_detections
 
 __all__ = ["MTCNN"]
 
@@ -81,8 +81,7 @@ class MTCNN:
             raise ConfigError(f"thresholds must be three values in [0, 1], got {thresholds}")
         if len(nms_thresholds) != 4 or not all(0.0 < t <= 1.0 for t in nms_thresholds):
             raise ConfigError(f"nms_thresholds must be four values in (0, 1], got {nms_thresholds}")
-        if max_faces is not None and max_faces < 1:
-            raise ConfigError(f"max_faces must be at least 1, got {max_faces}")
+        check_options(max_faces=max_faces)
         if batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
         self._torch = import_torch()

@@ -28,7 +28,7 @@ from ..errors import ConfigError, ModelError
 from ..io import DEFAULT_MAX_PIXELS, ImageInput, load_image
 from ..types import Detection
 from ..zoo import default_model
-from ._common import Letterbox, letterbox, nms, to_detections
+from ._common import Letterbox, check_options, letterbox, nms, to_detections
 
 __all__ = ["ANCHOR_SETTINGS", "AnchorSetting", "RetinaFace", "anchors_for"]
 
@@ -162,16 +162,13 @@ class RetinaFace:
         download: bool | None = None,
         progress: bool = True,
     ) -> None:
-        if not 0.0 <= score_threshold <= 1.0:
-            raise ConfigError(f"score_threshold must be in [0, 1], got {score_threshold}")
-        if not 0.0 < nms_threshold <= 1.0:
-            raise ConfigError(f"nms_threshold must be in (0, 1], got {nms_threshold}")
+        check_options(
+            score_threshold=score_threshold, nms_threshold=nms_threshold, max_faces=max_faces
+        )
         if target_size < 32 or max_size < target_size:
             raise ConfigError(
                 f"need 32 <= target_size <= max_size, got {target_size} and {max_size}"
             )
-        if max_faces is not None and max_faces < 1:
-            raise ConfigError(f"max_faces must be at least 1, got {max_faces}")
         chosen = model if model is not None else default_model("retinaface")
         self._runner: _MXNetRunner | _OnnxRunner
         if str(chosen).endswith(".onnx"):

@@ -21,7 +21,7 @@ from .._preprocess import nchw
 from ..errors import ConfigError, ModelError
 from ..io import DEFAULT_MAX_PIXELS, ImageInput, load_image
 from ..types import Detection
-from ._common import Letterbox, letterbox, nms, to_detections
+from ._common import Letterbox, check_options, letterbox, nms, to_detections
 
 __all__ = ["SCRFD"]
 
@@ -114,12 +114,9 @@ class SCRFD(OnnxModel):
         download: bool | None = None,
         progress: bool = True,
     ) -> None:
-        if not 0.0 <= score_threshold <= 1.0:
-            raise ConfigError(f"score_threshold must be in [0, 1], got {score_threshold}")
-        if not 0.0 < nms_threshold <= 1.0:
-            raise ConfigError(f"nms_threshold must be in (0, 1], got {nms_threshold}")
-        if max_faces is not None and max_faces < 1:
-            raise ConfigError(f"max_faces must be at least 1, got {max_faces}")
+        check_options(
+            score_threshold=score_threshold, nms_threshold=nms_threshold, max_faces=max_faces
+        )
         if not 0.0 <= padding <= 2.0:
             raise ConfigError(f"padding must be in [0, 2], got {padding}")
         if batch_size < 1:

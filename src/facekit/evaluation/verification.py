@@ -44,10 +44,6 @@ class Embeddings:
     vectors: np.ndarray
     failures: dict[Path, str]
 
-    def row(self, path: Path) -> int:
-        """Index of ``path`` in `paths`."""
-        return self.paths.index(path)
-
     def save(self, path: str | Path) -> None:
         """Write ``paths`` and ``vectors`` to an ``.npz`` file (numpy's format, no pickle)."""
         np.savez(path, paths=np.array([str(p) for p in self.paths]), vectors=self.vectors)
