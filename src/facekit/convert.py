@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ._mxnet import import_mxnet, load_checkpoint, resolve_checkpoint, unfused
+from ._mxnet import Checkpoint, import_mxnet, load_checkpoint, resolve_checkpoint, unfused
 from .errors import BackendError, ModelError
 
 __all__ = ["Conversion", "mxnet_to_onnx"]
@@ -93,10 +93,10 @@ def mxnet_to_onnx(
         raise BackendError(
             "converting needs the onnx package: pip install 'facekit[mxnet]'"
         ) from None
-    found_task = task or _task_of(model, epoch, model_dir)
     checkpoint = resolve_checkpoint(
-        model, epoch=epoch, task=found_task, model_dir=model_dir, download=None, progress=True
+        model, epoch=epoch, task=task, model_dir=model_dir, download=None, progress=True
     )
+    found_task = task or _task_of(checkpoint)
     recognition = found_task == "recognition"
     symbol, args, aux = load_checkpoint(
         checkpoint, output=f"{layer}_output" if recognition else None
@@ -138,13 +138,8 @@ def mxnet_to_onnx(
     return Conversion(target, found_task, (-1 if recognition else 1, 3, height, width), error)
 
 
-def _task_of(
-    model: str | os.PathLike[str], epoch: int | None, model_dir: str | os.PathLike[str] | None
-) -> Literal["detection", "recognition"]:
+def _task_of(checkpoint: Checkpoint) -> Literal["detection", "recognition"]:
     """The zoo's task for the checkpoint, else what its symbol's heads say."""
-    checkpoint = resolve_checkpoint(
-        model, epoch=epoch, task=None, model_dir=model_dir, download=None, progress=True
-    )
     if checkpoint.model.spec is not None:
         return checkpoint.model.spec.task
     graph = json.loads(checkpoint.symbol_path.read_text(encoding="utf-8"))
