@@ -17,17 +17,18 @@ asserted about the times. Usage::
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
 import statistics
 import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
+from _rounds import alternate, median_ratio
 
 import facekit
 from facekit.detectors import MTCNN, SCRFD
@@ -76,18 +77,10 @@ def measure(
     """Median seconds per run of each contender, alternating, after one warm-up round."""
     names = list(contenders)
     faces = {name: contenders[name](images) for name in names}  # warm-up
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for round_index in range(repeats):
-        order = names[round_index % len(names) :] + names[: round_index % len(names)]
-        for name in order:
-            start = time.perf_counter()
-            contenders[name](images)
-            times[name].append(time.perf_counter() - start)
-    base = times["MTCNN batch 8"]
-    ratios = {
-        name: statistics.median(a / b for a, b in zip(times[name], base, strict=True))
-        for name in names
-    }
+    times = alternate(
+        {name: functools.partial(run, images) for name, run in contenders.items()}, repeats
+    )
+    ratios = {name: median_ratio(times, name, "MTCNN batch 8") for name in names}
     medians = {name: statistics.median(values) for name, values in times.items()}
     return {
         **{f"{n} s": v for n, v in medians.items()},

@@ -21,16 +21,17 @@ the ONNX conversion; faces found are reported. Nothing is asserted about the tim
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
 import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+from _rounds import alternate, median_ratio
 
 import facekit
 from facekit.convert import mxnet_to_onnx
@@ -73,14 +74,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     names = list(detectors)
     faces = {name: sum(len(detectors[name](image)) for image in images) for name in names}
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for round_index in range(args.repeats):
-        shift = round_index % len(names)
-        for name in names[shift:] + names[:shift]:
-            start = time.perf_counter()
-            for image in images:
-                detectors[name](image)
-            times[name].append(time.perf_counter() - start)
+    times = alternate(
+        {name: functools.partial(_each, detect, images) for name, detect in detectors.items()},
+        args.repeats,
+    )
     print(f"# RetinaFace: MXNet, converted ONNX and SCRFD on {len(images)} photos\n")
     print(
         f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python "
@@ -91,13 +88,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("| detector | s per run | images/s | faces | time / ONNX conversion |")
     print("|---|---:|---:|---:|---:|")
     for name in names:
-        ratio = statistics.median(a / b for a, b in zip(times[name], times[BASELINE], strict=True))
+        ratio = median_ratio(times, name, BASELINE)
         seconds = statistics.median(times[name])
         print(
             f"| {name} | {seconds:.2f} | {len(images) / seconds:.1f} | {faces[name]} | "
             f"{ratio:.2f} |"
         )
     return 0
+
+
+def _each(detect: Callable[[np.ndarray], list[object]], images: list[np.ndarray]) -> None:
+    for image in images:
+        detect(image)
 
 
 if __name__ == "__main__":

@@ -34,18 +34,19 @@ insightface's (same weights), and with it. Nothing is asserted.
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import os
 import platform
 import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
+from _rounds import alternate, median_ratio
 
 import facekit
 from facekit import FaceRecognizer
@@ -264,24 +265,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     # insightface embeds each face once; facekit twice (crop and mirror) by default
     contenders["facekit, flip-averaging off"] = facekit_embedder(models, flip=False)
     names = list(contenders)
-    times: dict[str, list[float]] = {n: [] for n in names}
     for name in names:  # warm-up
         contenders[name](photos[0])
-    for round_index in range(args.repeats):
-        shift = round_index % len(names)
-        for name in names[shift:] + names[:shift]:
-            start = time.perf_counter()
-            for photo in photos:
-                contenders[name](photo)
-            times[name].append(time.perf_counter() - start)
+    times = alternate(
+        {name: functools.partial(_each, embed, photos) for name, embed in contenders.items()},
+        args.repeats,
+    )
     print(f"End to end on {len(photos)} photos ({args.repeats} rounds, medians):\n")
     print("| library | s per run | images/s | time / facekit |")
     print("|---|---:|---:|---:|")
     for name in names:
-        ratio = statistics.median(a / b for a, b in zip(times[name], times["facekit"], strict=True))
+        ratio = median_ratio(times, name, "facekit")
         seconds = statistics.median(times[name])
         print(f"| {name} | {seconds:.2f} | {len(photos) / seconds:.1f} | {ratio:.2f} |")
     return 0
+
+
+def _each(embed: Embedder, photos: list[Path]) -> None:
+    for photo in photos:
+        embed(photo)
 
 
 def _iou(a: Sequence[float], b: Sequence[float]) -> float:
