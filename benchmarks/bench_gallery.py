@@ -71,7 +71,7 @@ import onnxruntime as ort
 import facekit
 from facekit import FaceRecognizer
 from facekit.gallery import EmbedderInfo, ExactIndex, Gallery, SearchResult
-from facekit.gallery import index as index_module
+from facekit.gallery.index import BLOCK_BYTES
 
 REPO = Path(__file__).resolve().parents[1]
 TOP_K = 5
@@ -353,32 +353,20 @@ def mib(size: float) -> str:
 def memory_notes(index: ExactIndex, count: int, peak: int) -> list[str]:
     """facekit's traced peak for ``count`` queries, with the block-size arithmetic."""
     size = index.embeddings.shape[0]
-    block_elements = int(index_module._BLOCK_ELEMENTS)
-    per_block = max(1, block_elements // size)
+    per_query = index.bytes_per_query("max")
+    per_block = max(1, BLOCK_BYTES // per_query)
     rows = min(per_block, count)
-    block = rows * size * 4
-    maxima = rows * index.n_identities * 4
-    exponent = block_elements.bit_length() - 1
-    power = f"2^{exponent} = " if block_elements == 1 << exponent else ""
     print(f"  traced peak {mib(peak)}", file=sys.stderr)
     return [
         f"- facekit's peak extra memory, {count:,} queries x {size:,} samples "
         f"(`tracemalloc`, during the first timed call): **{mib(peak)}** (the "
         f"gallery's own {mib(index.embeddings.nbytes)} not counted).",
-        f"- Block arithmetic: `_BLOCK_ELEMENTS` = {power}{block_elements:,} similarities per "
-        f"block, so {per_block:,} queries per block at "
-        f"{size:,} samples. Expected peak: the {rows} x {size:,} float32 similarity block "
-        f"({mib(block)}) plus the {rows} x {index.n_identities:,} per-identity maxima "
-        f"reduced from it ({mib(maxima)})"
-        + (
-            f", plus the previous block's maxima, still bound to `scores` in "
-            f"`ExactIndex.search`'s loop while the next block is computed ({mib(maxima)}"
-            f"): {mib(block + 2 * maxima)}"
-            if count > per_block
-            else f": {mib(block + maxima)}"
-        )
-        + ". The block is freed before the top-k selection (negated copy and int64 partition "
-        f"indices: {mib(3 * maxima)} more on top of the maxima).",
+        f"- Block arithmetic: `BLOCK_BYTES` = {mib(BLOCK_BYTES)} bounds all temporaries of a "
+        f"block of queries; one query needs {per_query:,} bytes (4 per sample for its "
+        f"similarity row, 4 per identity for its scores, 8 per identity for the partial "
+        f"sort's indices), so {per_block:,} queries per block at {size:,} samples and "
+        f"{index.n_identities:,} identities; expected peak at most "
+        f"{mib(rows * per_query)}.",
     ]
 
 

@@ -55,7 +55,9 @@ def main() -> None:
     similarity = float(vectors[0] @ vectors[1])  # cosine similarity of unit vectors
 
     # 5. Decide with the embedder's calibrated thresholds (and where they come from).
-    thresholds = embedder.thresholds
+    thresholds = embedder.thresholds  # None for a model facekit has no calibration for
+    if thresholds is None:
+        raise SystemExit(f"no calibrated thresholds for {embedder.name}: run facekit calibrate")
     print(f"similarity {similarity:.3f} -> {thresholds.verdict(similarity)}")
     print(f"thresholds: likely same >= {thresholds.likely}, same >= {thresholds.same}")
     print(f"  ({thresholds.protocol})")

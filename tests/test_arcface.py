@@ -81,17 +81,16 @@ def test_wrong_crops_and_wrong_models(embedder: ArcFace, models_dir: Path) -> No
         ArcFace(models_dir / "retinaface_mnet025_onnx/retinaface_mnet025_biubug6_640.onnx")
 
 
-def test_unlisted_model_needs_thresholds(models_dir: Path, tmp_path: Path) -> None:
+def test_unlisted_model_has_no_thresholds(models_dir: Path, tmp_path: Path) -> None:
     # The same network in a file the zoo does not know (an extra protobuf field changes its
-    # sha256): same embeddings, but no thresholds.
+    # sha256): same embeddings, but no thresholds (None; `FaceRecognizer` asks for them).
     copy = tmp_path / "my_recogniser.onnx"
     copy.write_bytes(
         (models_dir / "mobilefacenet_onnx/mobilefacenet_128d.onnx").read_bytes() + b"\xc0\x3e\x01"
     )  # + unknown field 1000
     unlisted = ArcFace(copy, mean=127.5, std=128.0)
     assert unlisted.name == "my_recogniser.onnx"
-    with pytest.raises(ConfigError, match="no calibrated thresholds"):
-        _ = unlisted.thresholds
+    assert unlisted.thresholds is None
     listed = ArcFace("mobilefacenet_128d", model_dir=models_dir)
     crops = np.random.default_rng(1).integers(0, 256, (2, 112, 112, 3), dtype=np.uint8)
     assert np.allclose(unlisted.embed(crops), listed.embed(crops), atol=1e-6)

@@ -208,7 +208,7 @@ def test_malformed_gallery_files(tmp_path: Path) -> None:
     with pytest.raises(GalleryError, match="newer"):
         Gallery(good)
     with sqlite3.connect(good) as db:
-        db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+        db.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
         db.execute("UPDATE samples SET embedding = x'00'")
     with pytest.raises(GalleryError, match="corrupt"):
         Gallery(good)
@@ -265,6 +265,70 @@ def test_search_is_exact_for_many_queries() -> None:
     for row, result in enumerate(found):
         assert [n for n, _ in result.candidates] == [names[i] for i in order[row]]
         assert np.allclose([s for _, s in result.candidates], scores[row, order[row]], atol=1e-5)
+
+
+def test_gallery_round_trip_of_samples_and_embeddings(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    dim = 8
+    info = EmbedderInfo("m", "a" * 64, dim, "arcface112", True)
+    vectors = rng.standard_normal((12, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    calls = [("zoe", [0, 1]), ("adam", [2]), ("zoe", [3]), ("mia", [4, 5, 6]), ("adam", [7])]
+    calls += [("bo", [8]), ("zoe", [9, 10]), ("mia", [11])]  # identities interleaved
+    added: dict[str, list[int]] = {}
+    path = tmp_path / "trip.facekit"
+    with Gallery(path, embedder=info) as gallery:
+        for name, rows in calls:
+            count = gallery.add(
+                name,
+                vectors[rows],
+                sources=[f"{name}/{i}.jpg" for i in rows],
+                content_sha256=[f"{i:064x}" for i in rows],
+                boxes=[(i, i + 1.5, i + 10, i + 20.25) for i in rows],
+                scores=[0.5 + i / 100 for i in rows],
+            )
+            assert count == len(rows)
+            added.setdefault(name, []).extend(rows)
+            assert np.array_equal(gallery.embeddings(name), vectors[added[name]])
+    for opened in (Gallery(path), Gallery(path, create=False)):
+        with opened:
+            assert opened.identities() == sorted(added)
+            assert opened.counts() == {name: len(rows) for name, rows in added.items()}
+            assert opened.num_samples == 12
+            for name, rows in added.items():
+                assert np.array_equal(opened.embeddings(name), vectors[rows])
+                records = opened.samples(name)
+                assert [r.identity for r in records] == [name] * len(rows)
+                assert [r.source for r in records] == [f"{name}/{i}.jpg" for i in rows]
+                assert [r.content_sha256 for r in records] == [f"{i:064x}" for i in rows]
+                assert [r.box for r in records] == [(i, i + 1.5, i + 10, i + 20.25) for i in rows]
+                assert [r.score for r in records] == [0.5 + i / 100 for i in rows]
+                assert all(r.added > 0 for r in records)
+
+
+def test_mean_aggregation_is_the_normalised_mean_template() -> None:
+    info = EmbedderInfo("m", "a" * 64, 3, "arcface112", True)
+    gallery = Gallery(None, embedder=info)
+    gallery.add("ann", np.array([[1, 0, 0], [0, 1, 0]], np.float32))  # template (1, 1, 0)/sqrt 2
+    gallery.add("ben", np.array([0.8, 0.6, 0], np.float32))
+    query = np.array([[1, 0, 0], [0.6, 0.8, 0]], np.float32)
+    best = gallery.search(query, threshold=0.75, top_k=2, aggregate="max")
+    mean = gallery.search(query, threshold=0.75, top_k=2, aggregate="mean")
+    # by best sample: ann 1.0 vs ben 0.8; ann 0.8 vs ben 0.96
+    assert [r.identity for r in best] == ["ann", "ben"]
+    assert [[n for n, _ in r.candidates] for r in best] == [["ann", "ben"], ["ben", "ann"]]
+    assert [[v for _, v in r.candidates] for r in best] == [
+        pytest.approx([1.0, 0.8], abs=1e-6),
+        pytest.approx([0.96, 0.8], abs=1e-6),
+    ]
+    # by template: ann 1/sqrt 2 = 0.7071 (below 0.75) vs ben 0.8; ann 1.4/sqrt 2 = 0.98995
+    assert [r.identity for r in mean] == ["ben", "ann"]
+    assert [[n for n, _ in r.candidates] for r in mean] == [["ben", "ann"], ["ann", "ben"]]
+    assert [[v for _, v in r.candidates] for r in mean] == [
+        pytest.approx([0.8, 0.5**0.5], abs=1e-6),
+        pytest.approx([1.4 * 0.5**0.5, 0.96], abs=1e-6),
+    ]
+    assert mean[0].margin == pytest.approx(0.8 - 0.5**0.5, abs=1e-6)
 
 
 _ENROL_SCRIPT = """
@@ -402,7 +466,8 @@ def test_cli_enroll_identify_and_gallery_commands(
     assert found[0]["faces"][0]["identity"] == "lennon"
     assert len(found[0]["faces"][0]["candidates"]) == 2
     assert [f["identity"] for f in found[1]["faces"]] == [None, None]
-    assert sorted(p.name for p in drawn.iterdir()) == ["lennon-2.png", "longoria-cooper.png"]
+    # drawn files keep their input's format (issue 11, item 14)
+    assert sorted(p.name for p in drawn.iterdir()) == ["lennon-2.jpg", "longoria-cooper.jpg"]
     assert main(["gallery", "rename", gallery, "steve", "carell"]) == 0
     assert main(["gallery", "remove", gallery, "clapton"]) == 0
     capsys.readouterr()

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+import os
+import socket
 import struct
+import threading
 import zlib
 from pathlib import Path
 
@@ -13,7 +16,7 @@ import pytest
 from PIL import Image
 
 from facekit.errors import FacekitError, ImageError
-from facekit.io import ALPHA_BACKGROUND, load_image
+from facekit.io import ALPHA_BACKGROUND, load_image, max_file_bytes, read_image_file
 
 # (path under data/, (width, height)) as documented in shared/data/README.md
 PHOTOS = [
@@ -370,3 +373,193 @@ def test_unsupported_objects(thing: object) -> None:
     with pytest.raises(ImageError, match="cannot load an image") as info:
         load_image(thing)
     assert type(thing).__name__ in str(info.value)
+
+
+# ---------------------------------------------------------------- decoder failures, file reading
+
+
+def _dds_unknown_pixel_format(data_dir: Path) -> bytes:
+    """A real photo saved as DDS, its pixel-format flags then cleared: Pillow identifies the
+    file as DDS and raises NotImplementedError("Unknown pixel format flags 0")."""
+    with Image.open(data_dir / "mtcnn/no-faces.jpg") as photo:
+        dds = bytearray(_encode(photo.convert("RGBA"), "DDS"))
+    dds[80:84] = struct.pack("<I", 0)  # DDS_PIXELFORMAT.dwFlags
+    return bytes(dds)
+
+
+def test_dds_named_jpg_raises_image_error(data_dir: Path, tmp_path: Path) -> None:
+    path = tmp_path / "photo.jpg"
+    path.write_bytes(_dds_unknown_pixel_format(data_dir))
+    with pytest.raises(ImageError, match="pixel format") as info:
+        load_image(path)
+    assert str(path) in str(info.value)
+    assert info.value.__cause__ is None  # the raw NotImplementedError is not chained
+
+
+def test_postscript_named_jpg_is_never_handed_to_ghostscript(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from PIL import EpsImagePlugin
+
+    opened: list[object] = []
+    monkeypatch.setattr(EpsImagePlugin.EpsImageFile, "_open", lambda self: opened.append(self))
+    path = tmp_path / "photo.jpg"
+    path.write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 64 64\nshowpage\n")
+    with pytest.raises(ImageError, match="not an image"):
+        load_image(path)
+    assert opened == []  # the EPS plugin (which runs Ghostscript) was never consulted
+
+
+class _FailingImage(Image.Image):
+    """A PIL image whose pixel data fails to load with a given exception, standing in for a
+    lazily opened file whose decoder raises something other than OSError."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__()
+        self._size = (8, 8)
+        self._mode = "RGB"
+        self.error = error
+
+    def load(self) -> None:
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    ("error", "words"),
+    [
+        (NotImplementedError("Unknown pixel format"), "NotImplementedError: Unknown pixel"),
+        (struct.error("unpack requires a buffer"), "error: unpack requires a buffer"),
+        (EOFError(), "EOFError"),
+        (IndexError("list index out of range"), "IndexError: list index"),
+        (ZeroDivisionError("division by zero"), "ZeroDivisionError: division"),
+        (KeyError("tile"), "KeyError"),
+        (cv2.error("decoder failed"), "decoder failed"),
+        (MemoryError(), "not enough memory"),
+        (OSError("image file is truncated"), r"truncated or corrupt image data \(image file"),
+    ],
+)
+def test_every_decoder_failure_becomes_image_error(error: Exception, words: str) -> None:
+    with pytest.raises(ImageError, match=words) as info:
+        load_image(_FailingImage(error))
+    assert "<_FailingImage>" in str(info.value)
+
+
+def _load_in_thread(path: Path) -> BaseException | None:
+    """load_image(path) in a daemon thread; a regression that blocks opening a FIFO fails
+    here after a minute instead of hanging the suite (and the FIFO is then unblocked)."""
+    outcome: list[BaseException | None] = []
+
+    def target() -> None:
+        try:
+            load_image(path)
+            outcome.append(None)
+        except BaseException as exc:  # handed to the test to check
+            outcome.append(exc)
+
+    worker = threading.Thread(target=target, daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    if worker.is_alive():
+        os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))  # releases the blocked reader
+        worker.join(timeout=10)
+        pytest.fail(f"load_image({path}) blocked on a FIFO")
+    return outcome[0]
+
+
+def test_fifo_named_jpg_refused_without_blocking(tmp_path: Path) -> None:
+    fifo = tmp_path / "photo.jpg"
+    os.mkfifo(fifo)
+    link = tmp_path / "link.jpg"
+    link.symlink_to(fifo)  # a symlink is followed, then refused the same way
+    for path in (fifo, link):
+        error = _load_in_thread(path)
+        assert isinstance(error, ImageError), error
+        assert str(error) == f"{path}: is a named pipe (FIFO), not an image file"
+
+
+@pytest.mark.parametrize("device", ["/dev/zero", "/dev/null", "/dev/urandom"])
+def test_character_devices_refused(device: str) -> None:
+    with pytest.raises(ImageError) as info:
+        load_image(device)
+    assert str(info.value) == f"{device}: is a character device, not an image file"
+    with pytest.raises(ImageError, match="character device"):
+        read_image_file(Path(device))
+
+
+def test_socket_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # a short relative name: socket paths are limited to ~100 bytes
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+        server.bind("face.jpg")
+        with pytest.raises(ImageError, match=r"face\.jpg: is a socket"):
+            load_image("face.jpg")
+
+
+def test_directory_refused_by_reader(tmp_path: Path) -> None:
+    with pytest.raises(ImageError) as info:
+        read_image_file(tmp_path)
+    assert str(info.value) == f"{tmp_path}: is a directory, not an image file"
+
+
+def test_max_file_bytes_rationale() -> None:
+    # 8 bytes a pixel (16-bit RGBA stored raw) plus 64 MiB of headers and metadata.
+    assert max_file_bytes() == 8 * 80_000_000 + 64 * 2**20
+    assert max_file_bytes(1_000) == 8_000 + 64 * 2**20
+
+
+@pytest.mark.parametrize("max_pixels", [None, 20_000])
+def test_file_over_the_size_cap_refused_unread(
+    data_dir: Path, tmp_path: Path, max_pixels: int | None
+) -> None:
+    """A valid PNG followed by zeros up past the cap (a sparse file: no disk used). Pillow
+    would decode it, trailing bytes and all, so only a refusal before reading gives an
+    error; with the default limit the file is 3 GB, which was once read whole."""
+    options = {} if max_pixels is None else {"max_pixels": max_pixels}
+    cap = max_file_bytes(**options)
+    path = tmp_path / "huge.png"
+    path.write_bytes((data_dir / "orl_faces/s1/1.png").read_bytes())
+    size = 3 * 2**30 if max_pixels is None else cap + 1
+    assert size > cap
+    os.truncate(path, size)
+    with pytest.raises(ImageError, match="file too large") as info:
+        load_image(path, **options)  # type: ignore[arg-type]
+    assert str(info.value).startswith(f"{path}: file too large for an image ({size} bytes;")
+    with pytest.raises(ImageError, match="file too large"):
+        read_image_file(path, **options)
+    if max_pixels is not None:  # exactly at the (64 MiB) cap: read, and the PNG decodes
+        os.truncate(path, cap)
+        assert load_image(path, max_pixels=max_pixels).shape == (112, 92, 3)
+
+
+def test_read_image_file_returns_the_bytes(data_dir: Path) -> None:
+    path = data_dir / "openface/clapton-1.jpg"
+    assert read_image_file(path) == path.read_bytes()
+    assert read_image_file(str(path), max_pixels=1) == path.read_bytes()
+
+
+def test_read_image_file_reads_past_a_zero_stat_size() -> None:
+    """Files in /proc report size 0 but have content: read to the end, not to st_size."""
+    data = read_image_file("/proc/self/status")
+    assert data.startswith(b"Name:")
+    with pytest.raises(ImageError, match="not an image"):
+        load_image("/proc/self/status")
+
+
+@pytest.mark.parametrize(
+    ("path", "words"),
+    [
+        ("missing.jpg", "no such file"),
+        ("nul\0byte.jpg", "cannot read file"),
+        ("file.jpg/child.jpg", "cannot read file"),
+    ],
+)
+def test_read_image_file_errors_name_the_path(tmp_path: Path, path: str, words: str) -> None:
+    (tmp_path / "file.jpg").write_bytes(b"x")
+    target = f"{tmp_path}/{path}"
+    with pytest.raises(ImageError, match=words) as info:
+        read_image_file(target)
+    assert str(tmp_path) in str(info.value)
+
+
+def test_read_image_file_invalid_max_pixels(data_dir: Path) -> None:
+    with pytest.raises(ImageError, match="max_pixels"):
+        read_image_file(data_dir / "mtcnn/ivan.jpg", max_pixels=0)

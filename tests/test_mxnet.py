@@ -175,6 +175,21 @@ def test_mxnet_mobilefacenet_ranks_pairs(models_dir: Path, data_dir: Path) -> No
         ).verify(openface / "lennon-1.jpg", openface / "lennon-2.jpg")
 
 
+def test_mxnet_embedder_instance_plugs_in(models_dir: Path, data_dir: Path) -> None:
+    """An instance without thresholds passes the protocol check (on Python < 3.12 that check
+    reads the property) and is asked for thresholds only when a decision needs them."""
+    from facekit.embedders.arcface_mxnet import ArcFaceMXNet
+    from facekit.protocols import Embedder
+
+    embedder = ArcFaceMXNet(models_dir / MOBILEFACENET)
+    assert embedder.thresholds is None
+    assert isinstance(embedder, Embedder)
+    fr = FaceRecognizer(detector=SCRFD("scrfd_500m", model_dir=models_dir), embedder=embedder)
+    assert fr.embed(data_dir / "openface/lennon-1.jpg").shape == (embedder.dim,)
+    with pytest.raises(ConfigError, match="no calibrated thresholds"):
+        _ = fr.thresholds
+
+
 def test_converted_recogniser_agrees_with_mxnet(
     converted: dict[str, Path], models_dir: Path, data_dir: Path
 ) -> None:

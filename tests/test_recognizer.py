@@ -278,6 +278,16 @@ def test_example_runs(models_dir: Path, data_dir: Path) -> None:
     assert "verdict='same'" in done.stdout
 
 
+def test_options_a_backend_does_not_take_are_a_config_error(models_dir: Path) -> None:
+    with pytest.raises(ConfigError, match="detector 'scrfd' takes no option 'score_treshold'"):
+        FaceRecognizer(
+            detector_model="scrfd_2.5g",
+            embedder_model="mobilefacenet_128d",
+            model_dir=models_dir,
+            detector_options={"score_treshold": 0.5},  # misspelt
+        )
+
+
 def test_registry_accepts_third_party_backends(models_dir: Path, data_dir: Path) -> None:
     from facekit import registry
 
@@ -309,3 +319,122 @@ def test_pixel_limit_reaches_the_detector(models_dir: Path) -> None:
     assert fr.faces(big) == []
     with pytest.raises(ImageError, match="too large"):
         FaceRecognizer(detector=fr.detector, embedder=fr.embedder, max_pixels=80_000_000).faces(big)
+
+
+def test_opencv_arrays_with_channel_order_bgr(recognizer: FaceRecognizer, data_dir: Path) -> None:
+    import cv2
+
+    a, b = data_dir / "openface/lennon-1.jpg", data_dir / "openface/lennon-2.jpg"
+    reference = recognizer.verify(a, b).similarity
+    bgr_a, bgr_b = cv2.imread(str(a)), cv2.imread(str(b))
+    as_bgr = recognizer.verify(bgr_a, bgr_b, channel_order="bgr").similarity
+    bgr_recognizer = FaceRecognizer(
+        detector=recognizer.detector, embedder=recognizer.embedder, channel_order="bgr"
+    )
+    # OpenCV and Pillow decode JPEGs with different IDCTs: pixels differ by a level or two
+    assert as_bgr == pytest.approx(reference, abs=0.005)
+    assert bgr_recognizer.verify(bgr_a, bgr_b).similarity == pytest.approx(as_bgr, abs=1e-6)
+    # the same arrays read as RGB (blue and red swapped) give another similarity
+    swapped = recognizer.verify(bgr_a, bgr_b).similarity
+    assert abs(swapped - reference) > 0.01
+    # the recognizer's order can be overridden per call, and files ignore it
+    assert bgr_recognizer.verify(bgr_a, bgr_b, channel_order="rgb").similarity == pytest.approx(
+        swapped, abs=1e-6
+    )
+    assert bgr_recognizer.verify(a, b).similarity == pytest.approx(reference, abs=1e-6)
+    assert np.allclose(
+        bgr_recognizer.embed(bgr_a), recognizer.embed(bgr_a, channel_order="bgr"), atol=1e-6
+    )
+    with pytest.raises(ConfigError, match="channel_order"):
+        FaceRecognizer(
+            detector=recognizer.detector,
+            embedder=recognizer.embedder,
+            channel_order="BGRA",  # type: ignore[arg-type]
+        )
+
+
+def test_an_embedder_without_thresholds_needs_them_only_to_decide(
+    recognizer: FaceRecognizer, models_dir: Path, data_dir: Path, tmp_path: Path
+) -> None:
+    import onnx
+
+    # the MobileFaceNet weights re-saved with a doc string: an unlisted model (another
+    # sha256), so facekit has no calibrated thresholds for it
+    model = onnx.load(str(models_dir / "mobilefacenet_onnx/mobilefacenet_128d.onnx"))
+    model.doc_string = "an unlisted copy"
+    unlisted_path = tmp_path / "my_arcface.onnx"
+    onnx.save(model, str(unlisted_path))
+    unlisted = ArcFace(unlisted_path)
+    assert unlisted.thresholds is None
+    fr = FaceRecognizer(detector=recognizer.detector, embedder=unlisted)  # constructs
+    a, b = data_dir / "openface/lennon-1.jpg", data_dir / "openface/lennon-2.jpg"
+    assert fr.embed(a).shape == (128,)  # no thresholds needed
+    with pytest.raises(ConfigError, match="no calibrated thresholds for my_arcface"):
+        fr.verify(a, b)
+    given = Thresholds(likely=0.3, same=0.4)
+    result = fr.verify(a, b, thresholds=given)
+    assert result.thresholds is given
+    # unlisted: preprocessing read from the graph, a hair off the zoo entry's
+    assert result.similarity == pytest.approx(recognizer.verify(a, b).similarity, abs=1e-3)
+    with_override = FaceRecognizer(
+        detector=recognizer.detector, embedder=unlisted, thresholds=given
+    )
+    assert with_override.verify(a, b).verdict == "same"
+
+
+def test_identify_uses_the_threshold_given(
+    recognizer: FaceRecognizer, data_dir: Path, tmp_path: Path
+) -> None:
+    fr = FaceRecognizer(
+        detector=recognizer.detector, embedder=recognizer.embedder, gallery=tmp_path / "g.db"
+    )
+    fr.enroll([("lennon", data_dir / "openface/lennon-1.jpg")], progress=False)
+    probe = data_dir / "openface/lennon-2.jpg"
+    (default,) = fr.identify(probe)
+    assert default.identity == "lennon"
+    assert default.threshold == fr.thresholds.same
+    similarity = default.similarity
+    (strict,) = fr.identify(probe, threshold=similarity + 0.01)
+    assert strict.identity is None
+    assert strict.threshold == similarity + 0.01
+    assert strict.candidates[0][0] == "lennon"  # the nearest is kept for an unknown face
+    (lenient,) = fr.identify(data_dir / "openface/clapton-1.jpg", threshold=-1.0)
+    assert lenient.identity == "lennon"
+
+
+def test_embed_each_keeps_each_error_in_its_place(
+    recognizer: FaceRecognizer, data_dir: Path
+) -> None:
+    openface = data_dir / "openface"
+    images = [
+        openface / "lennon-1.jpg",
+        data_dir / "mtcnn/no-faces.jpg",
+        openface / "clapton-1.jpg",
+        b"not an image",
+        openface / "carell.jpg",
+    ]
+    results = recognizer.embed_each(images, batch_size=2)
+    assert len(results) == 5
+    assert isinstance(results[1], NoFaceError)
+    assert "image 2" in str(results[1])
+    assert "no-faces.jpg" in str(results[1])
+    assert isinstance(results[3], ImageError)
+    for index in (0, 2, 4):
+        assert np.allclose(results[index], recognizer.embed(images[index]), atol=1e-6)
+
+
+def test_embed_aligned_matches_the_pipeline_crops(
+    recognizer: FaceRecognizer, data_dir: Path
+) -> None:
+    faces = [recognizer.faces(data_dir / f"openface/{n}.jpg")[0] for n in ("lennon-1", "adams")]
+    crops = np.stack([face.crop for face in faces])
+    assert crops.shape == (2, 112, 112, 3)
+    embeddings = recognizer.embed_aligned(crops)
+    assert embeddings.shape == (2, 128)
+    for face, embedding in zip(faces, embeddings, strict=True):
+        assert np.allclose(embedding, face.embedding, atol=1e-5)
+    bgr = recognizer.embed_aligned([crops[0][:, :, ::-1]], channel_order="bgr")
+    assert np.allclose(bgr[0], embeddings[0], atol=1e-5)
+    assert recognizer.embed_aligned([]).shape == (0, 128)
+    with pytest.raises(ImageError, match=r"160x160 is not an aligned crop"):
+        recognizer.embed_aligned(np.zeros((1, 160, 160, 3), np.uint8))

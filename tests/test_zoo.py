@@ -8,11 +8,16 @@ import hashlib
 import http.server
 import importlib
 import io
+import json
+import logging
 import re
 import shutil
 import socket
+import subprocess
 import sys
+import textwrap
 import threading
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -86,16 +91,18 @@ def test_names_and_digests_unique() -> None:
 
 
 def test_specs_match_the_real_files(shared_files: dict[str, tuple[Path, str, int]]) -> None:
-    checked = 0
+    """Every zoo file that is staged in shared/models matches it byte for byte. The shared
+    folder may hold weights the zoo does not list (yet): those are not required here."""
+    checked = []
     for spec in MODELS:
         for file in spec.files:
             if file.name in shared_files:
                 _, digest, size = shared_files[file.name]
                 assert (file.sha256, file.size) == (digest, size), file.name
-                checked += 1
-    assert checked == len(shared_files)  # and every shared weight file is in the zoo
-    for _, digest, _ in shared_files.values():
-        assert zoo.spec_for_sha256(digest) is not None
+                assert zoo.spec_for_sha256(digest) is spec, file.name
+                checked.append(file.name)
+    # the staged zoo models (SCRFD, RetinaFace, YuNet, MobileFaceNet, MTCNN) are all checked
+    assert len(checked) >= 13, checked
 
 
 # ---------------------------------------------------------------- resolving
@@ -383,17 +390,20 @@ def unpinned(server: _Server, models_dir: Path) -> Served:
 
 
 def test_unpublished_digest_is_pinned_on_first_download(
-    unpinned: Served, server: _Server, isolated_cache: Path
+    unpinned: Served, server: _Server, isolated_cache: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    file, data, _ = unpinned
+    file, data, url = unpinned
     spec = dataclasses.replace(BY_NAME["adaface_ir18_casia"], files=(file,))
     store = importlib.import_module("facekit.zoo.store")
-    found = store._download_missing(spec, [isolated_cache], True, False)
+    with caplog.at_level(logging.WARNING, logger="facekit.zoo"):
+        found = store._download_missing(spec, [isolated_cache], True, False)
     digest = hashlib.sha256(data).hexdigest()
     assert found.sha256 == (digest,)
     assert found.path.read_bytes() == data
-    import json
-
+    # the download itself says that this first copy is not verified
+    (warning,) = [r.getMessage() for r in caplog.records if "cannot be verified" in r.message]
+    assert "weights.ckpt" in warning
+    assert url in warning
     assert json.loads((isolated_cache / "pins.json").read_text()) == {"weights.ckpt": digest}
     # the same bytes pass again; other bytes under the same name are refused
     assert store._check(found.path, file) == digest
@@ -465,8 +475,188 @@ def test_mxnet_archive_members_renamed_to_a_checkpoint_prefix(
     assert found.paths[0].read_bytes() == symbol
     assert found.paths[1].read_bytes() == params
     assert (isolated_cache / "archives/model-MobileFaceNet.zip").exists()  # no "?dl=1"
-    import json
-
     pins = json.loads((isolated_cache / "pins.json").read_text())
     assert pins["model-y1-test2-0000.params"] == hashlib.sha256(params).hexdigest()
     assert len(server.requests) == 1  # one archive download serves both members
+
+
+# ---------------------------------------------------------------- archives and pins
+
+_BOMB_BYTES = 64 << 20  # what the bomb's member inflates to: 64 MiB of zeros
+_FILE_SIZE_LIMIT = 4 << 20  # the child process may write no file larger than 4 MiB
+
+
+def _zip_bomb(member: str) -> bytes:
+    """A ~64 KB zip whose member inflates to 64 MiB (its header states that size honestly)."""
+    buf = io.BytesIO()
+    with (
+        zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as bundle,
+        bundle.open(member, "w", force_zip64=True) as out,
+    ):
+        zeros = bytes(1 << 20)
+        for _ in range(_BOMB_BYTES >> 20):
+            out.write(zeros)
+    return buf.getvalue()
+
+
+def test_zip_bomb_member_stops_at_the_declared_size(tmp_path: Path) -> None:
+    """A cached archive (its sha256 as the zoo pins it) whose member inflates far beyond the
+    zoo's size: extraction stops at that size. The download runs in a child process that may
+    not write a file over 4 MiB, so a copy that went on would fail there (EFBIG) instead."""
+    pnet = BY_NAME["mtcnn"].files[0]
+    assert pnet.size is not None
+    assert pnet.size < _FILE_SIZE_LIMIT < _BOMB_BYTES
+    bomb = _zip_bomb("facenet_pytorch/data/pnet.pt")
+    assert len(bomb) < 200_000
+    folder = tmp_path / "dl"
+    (folder / "archives").mkdir(parents=True)
+    (folder / "archives" / "bomb.whl").write_bytes(bomb)
+    code = textwrap.dedent(
+        f"""
+        import dataclasses, resource, signal
+        from pathlib import Path
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit: EFBIG
+        resource.setrlimit(resource.RLIMIT_FSIZE, ({_FILE_SIZE_LIMIT}, {_FILE_SIZE_LIMIT}))
+        from facekit.zoo import MODELS, Source, download_file
+        pnet = [s for s in MODELS if s.name == "mtcnn"][0].files[0]
+        source = Source(
+            "https://example.invalid/bomb.whl",
+            member="facenet_pytorch/data/pnet.pt",
+            archive_sha256={hashlib.sha256(bomb).hexdigest()!r},
+            archive_size={len(bomb)},
+        )
+        try:
+            download_file(dataclasses.replace(pnet, sources=(source,)), Path({str(folder)!r}),
+                          progress=False)
+        except Exception as exc:
+            print(type(exc).__name__, exc)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    kind, _, message = done.stdout.strip().partition(" ")
+    assert kind == "ChecksumError", done.stdout + done.stderr
+    assert f"{pnet.size:,} bytes" in message
+    assert "zip bomb" in message
+    assert "bomb.whl" in message
+    assert sorted(p.name for p in folder.iterdir()) == ["archives"]  # no partial member kept
+
+
+def test_member_within_its_size_is_extracted_whole(tmp_path: Path, models_dir: Path) -> None:
+    """The cap is the zoo's size: a member of exactly that size passes, one byte more not."""
+    data = (models_dir / "mtcnn_torch" / "pnet.pt").read_bytes()
+    pnet = BY_NAME["mtcnn"].files[0]
+    for extra, ok in ((b"", True), (b"\0", False)):
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as bundle:
+            bundle.writestr("pnet.pt", data + extra)
+        archive = buf.getvalue()
+        folder = tmp_path / f"dl{len(extra)}"
+        (folder / "archives").mkdir(parents=True)
+        (folder / "archives" / "pack.zip").write_bytes(archive)
+        source = Source(
+            "https://example.invalid/pack.zip",
+            member="pnet.pt",
+            archive_sha256=hashlib.sha256(archive).hexdigest(),
+            archive_size=len(archive),
+        )
+        file = dataclasses.replace(pnet, sources=(source,))
+        if ok:
+            assert download_file(file, folder, progress=False).read_bytes() == data
+        else:
+            with pytest.raises(ChecksumError, match="more than the 28,570 bytes"):
+                download_file(file, folder, progress=False)
+            assert sorted(p.name for p in folder.iterdir()) == ["archives"]
+
+
+def test_corrupt_cached_archive_is_deleted_and_reported(
+    served: Served, server: _Server, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    file, data, url = served
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as bundle:
+        bundle.writestr("pack/pnet.pt", data)
+    archive = buf.getvalue()
+    server.files["/pack.zip"] = archive
+    digest = hashlib.sha256(archive).hexdigest()
+    source = Source(
+        url.replace("pnet.pt", "pack.zip"),
+        member="pack/pnet.pt",
+        archive_sha256=digest,
+        archive_size=len(archive),
+    )
+    member = dataclasses.replace(file, sources=(source,))
+    folder = tmp_path / "dl"
+    cached = folder / "archives" / "pack.zip"
+    cached.parent.mkdir(parents=True)
+    damaged = bytearray(archive)
+    damaged[len(damaged) // 3] ^= 0xFF  # inside the member's data
+    cached.write_bytes(damaged)
+    with (
+        caplog.at_level(logging.WARNING, logger="facekit.zoo"),
+        pytest.raises(ChecksumError) as info,
+    ):
+        download_file(member, folder, progress=False)
+    message = str(info.value)
+    assert str(cached) in message
+    assert "corrupt" in message
+    assert "deleted" in message
+    assert digest in message
+    assert hashlib.sha256(damaged).hexdigest() in message
+    assert any(message in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    assert not cached.exists()
+    assert server.requests == []  # the cached copy was checked, not downloaded again
+    assert not (folder / "pnet.pt").exists()
+    # the next attempt downloads a good copy
+    assert download_file(member, folder, progress=False).read_bytes() == data
+    assert zoo.sha256_of(cached) == digest
+    assert len(server.requests) == 1
+
+
+_PINNER = """
+import logging, sys, time
+from pathlib import Path
+from facekit.zoo.pins import check_pinned
+logging.disable(logging.WARNING)  # each new pin logs a warning: keep stderr for errors
+cache, go, worker, count = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+while not go.exists():
+    time.sleep(0.005)
+for k in range(count):
+    check_pinned(f"w{worker}-{k}.ckpt", f"{int(worker) * 1000 + k:064x}", cache, Path("x"))
+    check_pinned("common.ckpt", "c" * 64, cache, Path("x"))  # all pin the same name too
+"""
+
+
+def test_concurrent_pins_are_all_kept(tmp_path: Path) -> None:
+    """Several processes pinning at once: every pin survives, and the file is valid JSON
+    whenever it is read."""
+    cache, go = tmp_path / "cache", tmp_path / "go"
+    workers, count = 4, 25
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", _PINNER, str(cache), str(go), str(w), str(count)],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for w in range(workers)
+    ]
+    go.touch()
+    pins_file = cache / "pins.json"
+    reads = 0
+    deadline = time.monotonic() + 120
+    while any(child.poll() is None for child in children) and time.monotonic() < deadline:
+        if pins_file.exists():
+            assert isinstance(json.loads(pins_file.read_text()), dict)  # never half-written
+            reads += 1
+        time.sleep(0.002)
+    for child in children:
+        _, err = child.communicate(timeout=60)
+        assert child.returncode == 0, err
+    pins = json.loads(pins_file.read_text())
+    expected = {
+        f"w{w}-{k}.ckpt": f"{w * 1000 + k:064x}" for w in range(workers) for k in range(count)
+    }
+    assert pins == {**expected, "common.ckpt": "c" * 64}
+    assert reads > 0
+    assert sorted(p.name for p in cache.iterdir()) == ["pins.json", "pins.json.lock"]

@@ -20,6 +20,8 @@ from .errors import (
 )
 from .types import (
     Detection,
+    EnrolledFace,
+    EnrollProblem,
     EnrollReport,
     Face,
     FaceMatch,
@@ -38,7 +40,9 @@ __all__ = [
     "ChecksumError",
     "ConfigError",
     "Detection",
+    "EnrollProblem",
     "EnrollReport",
+    "EnrolledFace",
     "Face",
     "FaceMatch",
     "FaceRecognizer",
@@ -60,6 +64,11 @@ _LAZY = {
     "Gallery": "facekit.gallery",
     "load_image": "facekit.io",
 }
+
+
+def __dir__() -> list[str]:
+    """The module's names, including those loaded on first use (`_LAZY`)."""
+    return sorted({*globals(), *_LAZY})
 
 
 def __getattr__(name: str) -> Any:

@@ -14,9 +14,21 @@ from typing import Any
 
 from .errors import BackendError, DeviceError, ModelError
 
-__all__ = ["checkpoint_state", "import_torch", "load_weights", "torch_device"]
+__all__ = [
+    "SAFE_TORCH",
+    "checkpoint_state",
+    "import_torch",
+    "load_weights",
+    "require_safe_torch",
+    "torch_device",
+]
 
 _LOG = logging.getLogger(__name__)
+
+SAFE_TORCH = (2, 10)
+"""The oldest torch whose ``torch.load(weights_only=True)`` has no known way to run code or
+corrupt memory: before 2.6 a crafted file runs code (CVE-2025-32434, GHSA-53q9-r3pm-6pq6),
+before 2.10 it can corrupt memory (CVE-2026-24747, GHSA-63cw-57p8-fm3p)."""
 
 
 def import_torch() -> Any:
@@ -61,6 +73,33 @@ def torch_device(device: str) -> Any:
     raise DeviceError(f"unknown device {device!r}; use 'cpu', 'cuda' or 'cuda:N'")
 
 
+def require_safe_torch(version: str) -> None:
+    """Refuse a torch older than `SAFE_TORCH` before any checkpoint is read with it.
+
+    Args:
+        version: a torch version string (``torch.__version__``: ``"2.13.0+cpu"``,
+            ``"2.10.0a0+git1234"``); only its major and minor numbers are compared, so the
+            pre-releases and local builds of a safe release count as that release.
+
+    Raises:
+        ModelError: the version is older than `SAFE_TORCH`, or not a version at all.
+    """
+    found = re.match(r"\s*(\d+)\.(\d+)", version)
+    wanted = ".".join(map(str, SAFE_TORCH))
+    if found is None:
+        raise ModelError(
+            f"cannot tell whether torch {version!r} loads checkpoints safely; facekit needs "
+            f"torch >= {wanted}: pip install 'torch>={wanted}'"
+        )
+    if (int(found[1]), int(found[2])) < SAFE_TORCH:
+        raise ModelError(
+            f"torch {version} can run code or corrupt memory while reading a crafted "
+            f"checkpoint, even with weights_only=True (CVE-2025-32434, CVE-2026-24747); "
+            f"facekit loads checkpoints only with torch >= {wanted}: "
+            f"pip install --upgrade 'torch>={wanted}'"
+        )
+
+
 def checkpoint_state(path: Path, *, trust: bool = False) -> Mapping[str, Any]:
     """The top-level object of a torch checkpoint, read without running its code.
 
@@ -70,9 +109,11 @@ def checkpoint_state(path: Path, *, trust: bool = False) -> Mapping[str, Any]:
     run code: only for files whose sha256 you know.
 
     Raises:
-        ModelError: not a torch checkpoint, or one that needs ``trust``.
+        ModelError: the installed torch is older than `SAFE_TORCH` (nothing is read), not a
+            torch checkpoint, or one that needs ``trust``.
     """
     torch = import_torch()
+    require_safe_torch(str(torch.__version__))
     try:
         loaded = torch.load(str(path), map_location="cpu", weights_only=not trust)
     except pickle.UnpicklingError as exc:

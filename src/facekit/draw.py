@@ -8,7 +8,7 @@ are drawn as ``?``.
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,9 +16,16 @@ import cv2
 import numpy as np
 
 from .errors import ImageError
-from .types import Detection
+from .types import Detection, FaceMatch
 
-__all__ = ["draw_faces", "save_image", "side_by_side"]
+__all__ = [
+    "SAVE_EXTENSIONS",
+    "draw_faces",
+    "draw_matches",
+    "match_label",
+    "save_image",
+    "side_by_side",
+]
 
 Color = tuple[int, int, int]
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -29,6 +36,8 @@ _WRITERS = {
     ".webp": [cv2.IMWRITE_WEBP_QUALITY, 95],
     ".bmp": [],
 }
+SAVE_EXTENSIONS = frozenset(_WRITERS)
+"""The file extensions `save_image` writes (lower case, with the dot)."""
 
 
 def _ascii(text: str) -> str:
@@ -73,15 +82,59 @@ def draw_faces(
 
     Line width and text size follow the image size, so they stay readable on large photos.
     """
-    canvas: np.ndarray = np.ascontiguousarray(image, dtype=np.uint8).copy()
-    if labels is not None and len(labels) != len(detections):
+    if labels is None:
+        return _draw(image, detections, [""] * len(detections), [color] * len(detections))
+    if len(labels) != len(detections):
         raise ValueError(f"{len(labels)} labels for {len(detections)} faces")
+    return _draw(
+        image,
+        detections,
+        [label if label is not None else "unknown" for label in labels],
+        [color if label is not None else unknown_color for label in labels],
+    )
+
+
+def match_label(match: FaceMatch) -> str:
+    """The label of an identified face: ``"alice 0.62"``, or for an unknown face its nearest
+    candidate, ``"unknown (nearest bob 0.31)"`` (``"unknown"`` when the gallery is empty)."""
+    if match.identity is not None:
+        return f"{match.identity} {match.similarity:.2f}"
+    if match.candidates:
+        name, similarity = match.candidates[0]
+        return f"unknown (nearest {name} {similarity:.2f})"
+    return "unknown"
+
+
+def draw_matches(
+    image: np.ndarray,
+    matches: Sequence[FaceMatch],
+    *,
+    color: Color = (0, 200, 0),
+    unknown_color: Color = (220, 0, 0),
+) -> np.ndarray:
+    """A copy of ``image`` with each identified face's box, landmarks and `match_label`:
+    known faces in ``color``, unknown ones in ``unknown_color`` (RGB)."""
+    return _draw(
+        image,
+        [m.face for m in matches],
+        [match_label(m) for m in matches],
+        [color if m.identity is not None else unknown_color for m in matches],
+    )
+
+
+def _draw(
+    image: np.ndarray,
+    detections: Sequence[Detection],
+    texts: Sequence[str],
+    tints: Sequence[Color],
+) -> np.ndarray:
+    """A copy of ``image`` with each box and its landmarks in its tint, and its text (none
+    when empty) in a strip above it."""
+    canvas: np.ndarray = np.ascontiguousarray(image, dtype=np.uint8).copy()
     side = max(canvas.shape[:2])
     thickness = max(1, round(side / 400))
     scale = max(0.35, side / 1500)
-    for index, detection in enumerate(detections):
-        label = labels[index] if labels is not None else ""
-        tint = unknown_color if label is None else color
+    for detection, text, tint in zip(detections, texts, tints, strict=True):
         x1, y1, x2, y2 = (round(v) for v in detection.box)
         cv2.rectangle(canvas, (x1, y1), (x2, y2), tint, thickness, cv2.LINE_AA)
         if np.isfinite(detection.landmarks).all():
@@ -89,8 +142,8 @@ def draw_faces(
                 cv2.circle(
                     canvas, (round(float(x)), round(float(y))), thickness + 1, tint, cv2.FILLED
                 )
-        if label != "":
-            _label(canvas, _ascii(label if label is not None else "unknown"), x1, y1, tint, scale)
+        if text:
+            _label(canvas, _ascii(text), x1, y1, tint, scale)
     return canvas
 
 
@@ -142,12 +195,17 @@ def side_by_side(
     return canvas
 
 
-def save_image(path: str | os.PathLike[str], image: np.ndarray) -> None:
+def save_image(path: str | os.PathLike[str], image: np.ndarray, *, overwrite: bool = True) -> None:
     """Write an RGB image by extension (.png, .jpg/.jpeg, .webp, .bmp), atomically: to a
-    temporary file in the same folder, then renamed into place.
+    temporary file in the same folder, then renamed into place. The file is created like
+    any other (permissions ``0o666`` less the umask).
+
+    Args:
+        overwrite: replace an existing file; ``False`` refuses to (`ImageError`).
 
     Raises:
-        ImageError: unsupported extension, or the image could not be written.
+        ImageError: unsupported extension, the file exists and ``overwrite`` is false, or
+            the image could not be written.
     """
     target = Path(path)
     suffix = target.suffix.lower()
@@ -159,13 +217,37 @@ def save_image(path: str | os.PathLike[str], image: np.ndarray) -> None:
     ok, encoded = cv2.imencode(suffix, array[:, :, ::-1], _WRITERS[suffix])
     if not ok:
         raise ImageError(f"{target}: could not encode the image")
-    temp: str | None = None
+    temp: Path | None = None
+    reserved = False
     try:
-        fd, temp = tempfile.mkstemp(dir=target.parent, prefix=target.name, suffix=".part")
+        temp, fd = _new_file(target)
         with os.fdopen(fd, "wb") as handle:
             handle.write(encoded.tobytes())
+        if not overwrite:
+            # Reserve the name: fails if the file exists, even if made by another process.
+            os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            reserved = True
         os.replace(temp, target)
+        temp = None
+    except FileExistsError:
+        raise ImageError(f"{target}: already exists (not replaced)") from None
     except OSError as exc:
-        if temp is not None and os.path.exists(temp):
-            os.unlink(temp)
+        if reserved:
+            target.unlink(missing_ok=True)
         raise ImageError(f"{target}: cannot write ({exc.strerror or exc})") from None
+    finally:
+        if temp is not None:
+            temp.unlink(missing_ok=True)
+
+
+def _new_file(target: Path) -> tuple[Path, int]:
+    """A new hidden temporary file beside ``target``, opened for writing with mode
+    ``0o666`` (the umask applies, unlike `tempfile.mkstemp`'s ``0o600``)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        temp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
+        try:
+            return temp, os.open(temp, flags, 0o666)
+        except FileExistsError:
+            continue
+    raise OSError(f"no free temporary name beside {target}")

@@ -73,8 +73,10 @@ class Embedder(Protocol):
         ...
 
     @property
-    def thresholds(self) -> Thresholds:
-        """The model's verification thresholds on cosine similarity."""
+    def thresholds(self) -> Thresholds | None:
+        """The model's verification thresholds on cosine similarity, or ``None`` when the
+        model is not calibrated. Must not raise: on Python < 3.12 ``isinstance`` against this
+        protocol reads every property."""
         ...
 
     def embed(self, crops: np.ndarray) -> np.ndarray:

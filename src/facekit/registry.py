@@ -12,6 +12,7 @@ user's ``detector_options`` / ``embedder_options``.
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any, Literal
@@ -98,6 +99,17 @@ def create(stage: Stage, name: str, model: str | None = None, **options: Any) ->
     """Build the ``stage`` backend ``name`` for ``model`` with backend ``options``.
 
     Raises:
-        ConfigError: no backend has that name.
+        ConfigError: no backend has that name, or it takes no such option.
     """
-    return _REGISTRY.factory(stage, name)(model, **options)
+    factory = _REGISTRY.factory(stage, name)
+    try:
+        signature = inspect.signature(factory)
+    except ValueError:  # no signature to check (a builtin or C factory): let it decide
+        return factory(model, **options)
+    try:
+        signature.bind(model, **options)
+    except TypeError as exc:
+        unknown = sorted(set(options) - set(signature.parameters))
+        what = f"takes no option {', '.join(map(repr, unknown))}" if unknown else f"({exc})"
+        raise ConfigError(f"the {stage} {name!r} {what}") from None
+    return factory(model, **options)

@@ -1,21 +1,70 @@
-"""Options and helpers shared by the commands that run the pipeline."""
+"""Options and helpers shared by the commands."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..protocols import Detector
     from ..recognizer import FaceRecognizer
-    from ..types import Detection
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Keeps the epilog's line breaks and shows each option's default, except for flags
+    (off by default) and options without one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        default = action.default
+        if default is None or default is False or default is argparse.SUPPRESS or default == {}:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _global_options() -> argparse.ArgumentParser:
+    """Options every command accepts after its name too (``facekit verify -v A B``).
+
+    Their default is SUPPRESS so that leaving them out after the command keeps the value
+    given before it."""
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log what happens"
+    )
+    return options
+
+
+_GLOBAL = _global_options()
+
+
+def command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    text: str,
+    **kwargs: Any,
+) -> argparse.ArgumentParser:
+    """A sub-command parser with the global options and the help formatter."""
+    parser: argparse.ArgumentParser = commands.add_parser(
+        name,
+        help=text,
+        description=kwargs.pop("description", text[:1].upper() + text[1:]),
+        parents=[_GLOBAL],
+        formatter_class=HelpFormatter,
+        **kwargs,
+    )
+    return parser
 
 
 def add_detector_options(parser: argparse.ArgumentParser) -> None:
-    """``--detector``, ``--detector-model``, ``--detector-options``, ``--model-dir``."""
-    parser.add_argument("--detector", default="scrfd", help="detector backend (default scrfd)")
-    parser.add_argument("--detector-model", help="detector zoo name or model path")
+    """``--detector``, ``--detector-model``, ``--detector-options``, ``--model-dir``,
+    ``--device``."""
+    parser.add_argument(
+        "--detector", default="scrfd", help="detector backend: scrfd, retinaface, or mtcnn"
+    )
+    parser.add_argument(
+        "--detector-model", help="detector zoo name or model path (default: the backend's)"
+    )
     parser.add_argument(
         "--detector-options",
         type=_json_object,
@@ -23,17 +72,36 @@ def add_detector_options(parser: argparse.ArgumentParser) -> None:
         metavar="JSON",
         help="extra detector arguments, e.g. '{\"padding\": 0.5}' for tight face crops",
     )
-    parser.add_argument("--model-dir", help="directory searched for model files first")
+    parser.add_argument(
+        "--model-dir",
+        metavar="DIR",
+        help="folder searched for model files first, before $FACEKIT_HOME and the cache",
+    )
+    parser.add_argument("--device", default="cpu", help="where the models run: cpu, cuda or cuda:N")
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     """The detector options, ``--embedder``, ``--embedder-model`` and ``--thresholds``."""
     add_detector_options(parser)
-    parser.add_argument("--embedder", default="arcface", help="embedder backend (default arcface)")
-    parser.add_argument("--embedder-model", help="embedder zoo name or model path")
+    parser.add_argument(
+        "--embedder", default="arcface", help="embedder backend: arcface, adaface or facenet"
+    )
+    parser.add_argument(
+        "--embedder-model", help="embedder zoo name or model path (default: the backend's)"
+    )
     parser.add_argument(
         "--thresholds", metavar="FILE", help="thresholds file written by facekit calibrate"
     )
+
+
+def add_progress_option(parser: argparse.ArgumentParser) -> None:
+    """``--no-progress`` (a bar is shown only when stderr is a terminal anyway)."""
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def progress(args: argparse.Namespace) -> bool:
+    """Whether to show a progress bar: not asked off, and stderr is a terminal."""
+    return not args.no_progress and sys.stderr.isatty()
 
 
 def _json_object(text: str) -> dict[str, Any]:
@@ -55,6 +123,7 @@ def detector(args: argparse.Namespace) -> Detector:
         args.detector,
         args.detector_model,
         model_dir=args.model_dir,
+        device=args.device,
         **args.detector_options,
     )
     return built
@@ -70,6 +139,7 @@ def recognizer(args: argparse.Namespace, **options: Any) -> FaceRecognizer:
         detector_model=args.detector_model,
         embedder_model=args.embedder_model,
         model_dir=args.model_dir,
+        device=args.device,
         detector_options=args.detector_options,
         thresholds=args.thresholds,
         **options,
@@ -81,10 +151,40 @@ def face_policy(value: str) -> Any:
     return int(value) if value.isdigit() else value
 
 
-def detection_json(detection: Detection) -> dict[str, Any]:
-    """Box, score and landmarks of a detection, rounded, as JSON-ready data."""
-    return {
-        "box": [round(v, 2) for v in detection.box],
-        "score": round(detection.score, 4),
-        "landmarks": [[round(float(v), 2) for v in point] for point in detection.landmarks],
-    }
+def print_json(value: Any) -> None:
+    """``value`` as indented JSON on stdout, with each list of numbers (a box, landmarks,
+    an embedding) on one line."""
+    print(_json_text(value, ""))
+
+
+def _json_text(value: Any, indent: str) -> str:
+    inner = indent + "  "
+    if isinstance(value, dict) and value:
+        items = (f"{inner}{json.dumps(str(k))}: {_json_text(v, inner)}" for k, v in value.items())
+        return "{\n" + ",\n".join(items) + f"\n{indent}}}"
+    if isinstance(value, list) and value and not all(_flat(item) for item in value):
+        items = (inner + _json_text(item, inner) for item in value)
+        return "[\n" + ",\n".join(items) + f"\n{indent}]"
+    return json.dumps(value)
+
+
+def _flat(value: Any) -> bool:
+    """A scalar or a list of scalars: shown on one line inside a list."""
+    if isinstance(value, list):
+        return all(not isinstance(item, (list, dict)) for item in value)
+    return not isinstance(value, dict)
+
+
+def existing_gallery(path: str) -> str:
+    """``path`` if it is a file; commands that only read a gallery never create one.
+
+    Raises:
+        GalleryError: no such file.
+    """
+    from pathlib import Path
+
+    from ..errors import GalleryError
+
+    if not Path(path).is_file():
+        raise GalleryError(f"{path}: no such gallery (create one with facekit enroll)")
+    return path

@@ -7,60 +7,71 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ._common import add_detector_options, add_model_options, detector, recognizer
+from ._common import (
+    add_detector_options,
+    add_model_options,
+    add_progress_option,
+    command,
+    detector,
+    print_json,
+    progress,
+    recognizer,
+)
 
 
 def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    evaluate = commands.add_parser("eval", help="measure verification, identification, detection")
-    kinds = evaluate.add_subparsers(dest="kind", required=True)
+    evaluate = command(commands, "eval", "measure verification, identification, detection")
+    kinds = evaluate.add_subparsers(dest="kind", required=True, metavar="KIND")
 
-    verify = kinds.add_parser("verify", help="pairs file: 10-fold accuracy, ROC, EER, TAR@FAR")
+    verify = command(kinds, "verify", "pairs file: 10-fold accuracy, ROC, EER, TAR@FAR")
     _pairs_options(verify)
     add_model_options(verify)
     _output_options(verify)
     verify.set_defaults(run=run_verify)
 
-    identify = kinds.add_parser("identify", help="folder per person: rank-k, precision@k")
+    identify = command(kinds, "identify", "folder per person: rank-k, precision@k")
     identify.add_argument("--root", required=True, help="folder per identity: ROOT/NAME/*.jpg")
     identify.add_argument(
-        "--probe-every", type=int, default=5, help="1 of every N images per person probes (5)"
+        "--probe-every", type=int, default=5, help="1 of every N images per person probes"
     )
     identify.add_argument(
         "--unknown", type=float, default=0.0, help="share of identities left out (open set)"
     )
     identify.add_argument("--ranks", type=int, nargs="+", default=[1, 5], help="k for rank-k")
-    identify.add_argument("--seed", type=int, default=0, help="seed of the split (0)")
+    identify.add_argument("--seed", type=int, default=0, help="seed of the split")
     add_model_options(identify)
     _output_options(identify)
     identify.set_defaults(run=run_identify)
 
-    detect = kinds.add_parser("detect", help="box ground truth: AP at IoU 0.5, recall")
+    detect = command(kinds, "detect", "box ground truth: AP at IoU 0.5, recall")
     detect.add_argument("--truth", required=True, help="JSON, CSV or WIDER FACE .txt/.mat")
     detect.add_argument("--root", required=True, help="folder the image names are relative to")
-    detect.add_argument("--iou", type=float, default=0.5, help="IoU for a match (0.5)")
+    detect.add_argument("--iou", type=float, default=0.5, help="IoU for a match")
     add_detector_options(detect)
     _output_options(detect)
     detect.set_defaults(run=run_detect)
 
-    calibrate = commands.add_parser(
-        "calibrate", help="thresholds from your own pairs, for FaceRecognizer(thresholds=FILE)"
+    calibrate = command(
+        commands, "calibrate", "thresholds from your own pairs, for FaceRecognizer(thresholds=FILE)"
     )
     _pairs_options(calibrate)
     calibrate.add_argument(
-        "--far", type=float, default=1e-3, help="target FAR of the 'same' threshold (1e-3)"
+        "--far", type=float, default=1e-3, help="target FAR of the 'same' threshold"
     )
     calibrate.add_argument("--output", required=True, help="thresholds JSON file to write")
     add_model_options(calibrate)
     calibrate.add_argument("--json", action="store_true", help="print JSON instead of text")
-    calibrate.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_progress_option(calibrate)
     calibrate.set_defaults(run=run_calibrate)
 
 
 def _pairs_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pairs", required=True, help="LFW pairs.txt or CSV img_a,img_b,same")
     parser.add_argument("--root", required=True, help="folder the image names are relative to")
-    parser.add_argument("--folds", type=int, default=10, help="folds for files without (10)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of that fold split (0)")
+    parser.add_argument(
+        "--folds", type=int, default=10, help="folds, for pair files that have none"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of that fold split")
 
 
 def _output_options(parser: argparse.ArgumentParser) -> None:
@@ -71,7 +82,7 @@ def _output_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--plots", action="store_true", help="with --out: PNG plots (needs facekit[plot])"
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_progress_option(parser)
 
 
 def _emit(args: argparse.Namespace, summary: dict[str, Any], markdown: str) -> None:
@@ -81,7 +92,7 @@ def _emit(args: argparse.Namespace, summary: dict[str, Any], markdown: str) -> N
         (folder / "report.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
         (folder / "report.md").write_text(markdown, encoding="utf-8")
     if args.json:
-        print(json.dumps(summary, indent=2))
+        print_json(summary)
     else:
         print(markdown, end="")
 
@@ -99,7 +110,7 @@ def run_verify(args: argparse.Namespace) -> int:
 
     fr = recognizer(args)
     pairs = read_pairs(args.pairs, args.root, folds=args.folds, seed=args.seed)
-    report, embeddings = evaluate_verification(fr, pairs, progress=not args.no_progress)
+    report, embeddings = evaluate_verification(fr, pairs, progress=progress(args))
     summary = {**_describe(fr), **report.to_dict()}
     if args.out:
         Path(args.out).mkdir(parents=True, exist_ok=True)
@@ -134,7 +145,7 @@ def run_identify(args: argparse.Namespace) -> int:
         unknown=args.unknown,
         ranks=tuple(args.ranks),
         seed=args.seed,
-        progress=not args.no_progress,
+        progress=progress(args),
     )
     if args.out:
         Path(args.out).mkdir(parents=True, exist_ok=True)
@@ -162,7 +173,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
 
     fr = recognizer(args)
     pairs = read_pairs(args.pairs, args.root, folds=args.folds, seed=args.seed)
-    report, _ = evaluate_verification(fr, pairs, progress=not args.no_progress)
+    report, _ = evaluate_verification(fr, pairs, progress=progress(args))
     calibration = calibrate_pairs(
         report,
         embedder=fr.embedder,
@@ -172,7 +183,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
     )
     path = calibration.save(args.output)
     if args.json:
-        print(json.dumps({**calibration.to_dict(), "path": str(path)}, indent=2))
+        print_json({**calibration.to_dict(), "path": str(path)})
         return 0
     t = calibration.thresholds
     print(f"wrote {path}: likely same >= {t.likely:.4f}, same >= {t.same:.4f}")

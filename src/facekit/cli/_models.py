@@ -3,23 +3,25 @@
 from __future__ import annotations
 
 import argparse
-import json
+
+from ._common import command, print_json
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    models = commands.add_parser("models", help="list, download or check zoo models")
-    actions = models.add_subparsers(dest="action", required=True)
-    listing = actions.add_parser("list", help="the zoo table")
+    models = command(commands, "models", "list, download or check zoo models")
+    actions = models.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = command(actions, "list", "the zoo table")
     listing.add_argument("--json", action="store_true", help="print JSON instead of text")
-    fetch = actions.add_parser("fetch", help="download into the cache (sha256-checked)")
+    fetch = command(actions, "fetch", "download into the cache (sha256-checked)")
     fetch.add_argument("names", nargs="+", help="zoo names")
     fetch.add_argument("--model-dir", help="directory searched for model files first")
-    check = actions.add_parser("verify", help="check the sha256 of local copies")
+    check = command(actions, "verify", "check the sha256 of local copies")
     check.add_argument("names", nargs="*", help="zoo names (default: all)")
     check.add_argument("--model-dir", help="directory searched for model files first")
-    convert = actions.add_parser(
+    convert = command(
+        actions,
         "convert-mxnet",
-        help="convert an MXNet RetinaFace or ArcFace checkpoint to ONNX (needs [mxnet])",
+        "convert an MXNet RetinaFace or ArcFace checkpoint to ONNX (needs [mxnet])",
     )
     convert.add_argument("prefix", help="checkpoint prefix (DIR/NAME) or zoo name")
     convert.add_argument("output", help="ONNX file to write")
@@ -57,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
             for spec in zoo.MODELS
         ]
         if args.json:
-            print(json.dumps(rows, indent=2))
+            print_json(rows)
             return 0
         name_width = max(len("name"), *(len(spec.name) for spec in zoo.MODELS))
         backend_width = max(len("backend"), *(len(spec.backend) for spec in zoo.MODELS))

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 
-from ._common import add_model_options, detection_json, face_policy, recognizer
+from ._common import add_model_options, command, face_policy, print_json, recognizer
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    verify = commands.add_parser("verify", help="are the faces of two photos the same person?")
-    verify.add_argument("image_a", help="first image file")
-    verify.add_argument("image_b", help="second image file")
+    verify = command(commands, "verify", "are the faces of two photos the same person?")
+    verify.add_argument("image_a", metavar="A", help="first image file")
+    verify.add_argument("image_b", metavar="B", help="second image file")
     add_model_options(verify)
     verify.add_argument(
         "--face",
@@ -23,27 +23,23 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    fr = recognizer(args, face=face_policy(args.face))
+    policy = face_policy(args.face)
+    fr = recognizer(args, face=policy)
     result = fr.verify(args.image_a, args.image_b)
+    used = {"largest": "the largest", "best": "the highest-scoring"}.get(policy, f"face {policy}")
+    for path, count in zip((args.image_a, args.image_b), result.faces_found, strict=True):
+        if count > 1:
+            print(f"facekit: {count} faces in {path}, used {used} (see --face)", file=sys.stderr)
     if args.json:
-        report = {
-            "image_a": args.image_a,
-            "image_b": args.image_b,
-            "similarity": round(result.similarity, 6),
-            "same": result.same,
-            "verdict": result.verdict,
-            "threshold": result.threshold,
-            "thresholds": {
-                "likely": result.thresholds.likely,
-                "same": result.thresholds.same,
-                "protocol": result.thresholds.protocol,
-            },
-            "detector": getattr(fr.detector, "name", None),
-            "embedder": fr.embedder.name,
-            "face_a": detection_json(result.face_a.detection),
-            "face_b": detection_json(result.face_b.detection),
-        }
-        print(json.dumps(report, indent=2))
+        print_json(
+            {
+                "image_a": args.image_a,
+                "image_b": args.image_b,
+                **result.to_dict(),
+                "detector": getattr(fr.detector, "name", None),
+                "embedder": fr.embedder.name,
+            }
+        )
         return 0
     t = result.thresholds
     print(f"{result.verdict.upper()}: similarity {result.similarity:.3f}")

@@ -9,6 +9,7 @@ anchors per location from the row counts of the first run.
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -86,8 +87,9 @@ class SCRFD(OnnxModel):
         nms_threshold: IoU above which overlapping boxes are suppressed.
         max_faces: keep at most this many faces per image (highest score first).
         padding: black margin added around each image, as a fraction of its longer side.
-            SCRFD misses faces that fill the whole frame (tight crops such as ORL's); a
-            padding of 0.5 finds them. Default 0: photos need none.
+            SCRFD at 640 misses faces that fill the whole frame (tight crops such as ORL's);
+            a padding of 0.5 finds them. Default 0: photos need none, and `FaceRecognizer`
+            retries images without a face with `facekit.detectors.tight.detect_filling`.
         batch_size: images per ``session.run`` when the graph has a dynamic batch dimension.
         max_pixels: largest image accepted, in pixels (see `load_image`).
         device: "cpu", "cuda" or "cuda:N".
@@ -173,6 +175,24 @@ class SCRFD(OnnxModel):
             ys, xs = np.mgrid[: height // stride, : width // stride]
             centres.append(np.stack([xs, ys], axis=-1).reshape(-1, 2).astype(np.float32) * stride)
         return centres
+
+    def with_input_size(self, input_size: tuple[int, int]) -> SCRFD:
+        """This detector at another network input size, sharing the loaded model.
+
+        A small input (128–192) finds faces that fill the whole image, which the default
+        640 misses (see `facekit.detectors.tight`).
+
+        Args:
+            input_size: ``(width, height)``, positive multiples of 32.
+
+        Raises:
+            ConfigError: the graph has a fixed input of another size, or the size is not
+                made of positive multiples of 32.
+        """
+        resized = copy.copy(self)
+        resized.input_size = self._choose_size(input_size)
+        resized._centres = resized._anchor_centres()
+        return resized
 
     def detect(self, image: ImageInput) -> list[Detection]:
         """Faces in one image, highest score first.

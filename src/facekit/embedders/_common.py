@@ -70,7 +70,12 @@ def flip_averaged(
 
 
 def require_thresholds(thresholds: Thresholds | None, name: str) -> Thresholds:
-    """``thresholds``, or the error an embedder without them raises when asked.
+    """``thresholds``, or the clear error for a model that has none (an embedder's
+    ``thresholds`` is ``None``): what `FaceRecognizer` raises when a verdict needs them.
+
+    Args:
+        thresholds: the embedder's (or an override's) thresholds.
+        name: the embedder's model name, for the message.
 
     Raises:
         ConfigError: ``thresholds`` is ``None``.

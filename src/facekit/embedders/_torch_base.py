@@ -17,7 +17,7 @@ from .._torch import checkpoint_state, import_torch, load_weights, torch_device
 from ..errors import ConfigError, ModelError
 from ..types import Thresholds
 from ..zoo import ModelSpec, default_model, get_spec, resolve
-from ._common import check_crops, flip_summed, l2_normalize, require_thresholds
+from ._common import check_crops, flip_summed, l2_normalize
 
 __all__ = ["TorchEmbedder"]
 
@@ -146,13 +146,10 @@ class TorchEmbedder:
         return self._spec.color, self._spec.mean, self._spec.std
 
     @property
-    def thresholds(self) -> Thresholds:
-        """Verification thresholds on cosine similarity.
-
-        Raises:
-            ConfigError: none were given and the zoo has none for the model.
-        """
-        return require_thresholds(self._thresholds, self.name)
+    def thresholds(self) -> Thresholds | None:
+        """Verification thresholds on cosine similarity: the ones given, else the zoo's;
+        ``None`` when the model is not calibrated (`FaceRecognizer` then asks for them)."""
+        return self._thresholds
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, {self.architecture}, flip={self.flip})"

@@ -15,7 +15,7 @@ from .._preprocess import nchw
 from ..errors import ConfigError, ModelError
 from ..types import Thresholds
 from ..zoo import ModelSpec
-from ._common import check_crops, flip_averaged, require_thresholds
+from ._common import check_crops, flip_averaged
 
 __all__ = ["ArcFace"]
 
@@ -164,13 +164,10 @@ class ArcFace(OnnxModel):
         return self._template
 
     @property
-    def thresholds(self) -> Thresholds:
-        """Verification thresholds on cosine similarity.
-
-        Raises:
-            ConfigError: none were given and the zoo has none for the model.
-        """
-        return require_thresholds(self._thresholds, self.name)
+    def thresholds(self) -> Thresholds | None:
+        """Verification thresholds on cosine similarity: the ones given, else the zoo's;
+        ``None`` when the model is not calibrated (`FaceRecognizer` then asks for them)."""
+        return self._thresholds
 
     def __repr__(self) -> str:
         return f"ArcFace({self.name!r}, dim={self.dim}, flip={self.flip})"

@@ -15,7 +15,7 @@ from .._mxnet import import_mxnet, load_checkpoint, mx_context, resolve_checkpoi
 from ..errors import ConfigError, ModelError
 from ..types import Thresholds
 from ..zoo import default_model
-from ._common import check_crops, flip_averaged, require_thresholds
+from ._common import check_crops, flip_averaged
 
 __all__ = ["ArcFaceMXNet"]
 
@@ -119,13 +119,10 @@ class ArcFaceMXNet:
         return self._template
 
     @property
-    def thresholds(self) -> Thresholds:
-        """Verification thresholds on cosine similarity.
-
-        Raises:
-            ConfigError: none were given and the zoo has none for the model.
-        """
-        return require_thresholds(self._thresholds, self.name)
+    def thresholds(self) -> Thresholds | None:
+        """Verification thresholds on cosine similarity: the ones given, else the zoo's;
+        ``None`` when the model is not calibrated (`FaceRecognizer` then asks for them)."""
+        return self._thresholds
 
     def __repr__(self) -> str:
         return f"ArcFaceMXNet({self.name!r}, layer={self.layer!r}, dim={self.dim})"

@@ -10,7 +10,7 @@ Ground truth formats (recognised from the file):
   lines ``x y w h blur expression illumination invalid occlusion pose`` (an image with no
   face has one line of zeros); faces marked ``invalid`` are left out;
 - WIDER FACE ``wider_face_*.mat`` (``event_list``, ``file_list``, ``face_bbx_list``; read
-  with SciPy): images are ``EVENT/FILE.jpg``.
+  with SciPy, the ``[eval]`` extra): images are ``EVENT/FILE.jpg``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import ConfigError, FacekitError
+from ..errors import BackendError, ConfigError, FacekitError
 from ..io import load_image
 
 if TYPE_CHECKING:
@@ -38,6 +38,7 @@ def read_boxes(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
 
     Raises:
         ConfigError: unreadable or malformed file.
+        BackendError: a ``.mat`` file and SciPy is not installed (``facekit[eval]``).
     """
     source = Path(path)
     if source.suffix.lower() == ".mat":
@@ -128,7 +129,10 @@ def _wider_mat(source: Path) -> dict[str, np.ndarray]:
     try:
         from scipy.io import loadmat
     except ImportError:
-        raise ConfigError("reading WIDER FACE .mat files needs SciPy") from None
+        raise BackendError(
+            f"reading WIDER FACE .mat files ({source.name}) needs SciPy: "
+            "pip install 'facekit[eval]'"
+        ) from None
     try:
         data = loadmat(str(source))
         events, files, boxes = data["event_list"], data["file_list"], data["face_bbx_list"]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import bisect
 import os
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +14,7 @@ import numpy as np
 from ..errors import ConfigError, GalleryError
 from .binding import EmbedderInfo
 from .index import Aggregate, ExactIndex
-from .store import SampleRecord, Store
+from .store import Position, SampleRecord, Snapshot, Store
 
 __all__ = ["Gallery", "Identification"]
 
@@ -61,47 +61,89 @@ class Gallery:
         try:
             stored = self._store.embedder()
             if stored is not None and embedder is not None:
-                differences = stored.differences(embedder)
-                if differences:
-                    raise GalleryError(
-                        f"{self._where}: made by another embedder ({'; '.join(differences)}); "
-                        "open it with the embedder that made it, or enrol into a new gallery"
-                    )
-            if stored is None and embedder is not None:
-                with self._store.transaction():
-                    self._store.bind(embedder)
+                self._refuse_other(stored, embedder, "made by another embedder")
+            if stored is None and embedder is not None and create:
+                stored = self._bind(embedder)
             self.embedder: EmbedderInfo | None = stored or embedder
-            self._load()
-        except sqlite3.DatabaseError as exc:
-            self._store.close()
-            raise GalleryError(f"{self._where}: corrupt gallery file ({exc})") from None
+            self._position: Position | None = None
+            self._closed = False
+            self._seen_version = -1
+            self._cached_index = ExactIndex(np.empty((0, 0), np.float32), np.empty(0), 0)
+            self._cached_names: list[str] = []
+            self._refresh()
         except GalleryError:
             self._store.close()
             raise
 
     @property
     def _where(self) -> str:
-        return str(self.path) if self.path is not None else "in-memory gallery"
+        return self._store.where
 
-    def _load(self) -> None:
-        """Read all embeddings into the search index."""
+    def _refuse_other(self, stored: EmbedderInfo, embedder: EmbedderInfo, what: str) -> None:
+        differences = stored.differences(embedder)
+        if differences:
+            raise GalleryError(
+                f"{self._where}: {what} ({'; '.join(differences)}); open it with the embedder "
+                "that made it, or enrol into a new gallery"
+            )
+
+    def _bind(self, embedder: EmbedderInfo) -> EmbedderInfo:
+        """Bind the file to ``embedder`` unless it is bound (checked under the write lock,
+        inside the caller's transaction or a new one); returns the binding."""
+        with self._store.transaction():
+            stored = self._store.embedder()
+            if stored is None:
+                self._store.bind(embedder)
+                return embedder
+            self._refuse_other(stored, embedder, "made by another embedder")
+            return stored
+
+    def _refresh(self) -> None:
+        """Bring the in-memory index up to date with the file: a no-op (one ``PRAGMA
+        data_version``) when nothing changed; otherwise reads only the samples added since
+        (everything after a removal or rename)."""
+        if self._closed:
+            return
+        version = self._store.data_version()
+        if version == self._seen_version and self._position is not None:
+            return
+        if self.embedder is None:
+            self.embedder = self._store.embedder()
         dim = self.embedder.dim if self.embedder is not None else 0
-        embeddings, self._cached_names, owners = self._store.load(dim)
-        self._cached_index = ExactIndex(embeddings, owners, len(self._cached_names))
-        self._stale = False
+        same_dim = self._cached_index.embeddings.shape[1] == dim
+        snapshot = self._store.load(dim, self._position if same_dim else None)
+        if snapshot.full:
+            self._cached_names = snapshot.names
+            self._cached_index = ExactIndex(
+                snapshot.embeddings, snapshot.owners, len(snapshot.names)
+            )
+        elif snapshot.names:
+            self._merge(snapshot)
+        self._position = snapshot.position
+        self._seen_version = version
+
+    def _merge(self, snapshot: Snapshot) -> None:
+        """Add the samples of an incremental snapshot to the index (one copy)."""
+        names = self._cached_names
+        fresh = [name for name in snapshot.names if not _holds(names, name)]
+        merged = sorted([*names, *fresh]) if fresh else names  # two sorted runs: linear
+        points = np.array([bisect.bisect_left(names, name) for name in fresh], dtype=np.int64)
+        shift = np.searchsorted(points, np.arange(len(names)), side="right")
+        remap = np.arange(len(names), dtype=np.int64) + shift
+        numbers = np.array([bisect.bisect_left(merged, n) for n in snapshot.names], np.int64)
+        self._cached_index = self._cached_index.extended(
+            remap, len(merged), snapshot.embeddings, numbers[snapshot.owners]
+        )
+        self._cached_names = merged
 
     @property
     def _index(self) -> ExactIndex:
-        # Changes mark the index stale; it is re-read once, when next needed, so a long
-        # enrolment does not re-read the gallery after every image.
-        if self._stale:
-            self._load()
+        self._refresh()
         return self._cached_index
 
     @property
     def _names(self) -> list[str]:
-        if self._stale:
-            self._load()
+        self._refresh()
         return self._cached_names
 
     def __repr__(self) -> str:
@@ -114,7 +156,7 @@ class Gallery:
         return len(self._names)
 
     def __contains__(self, identity: object) -> bool:
-        return identity in self._names
+        return isinstance(identity, str) and _holds(self._names, identity)
 
     def __enter__(self) -> Gallery:
         return self
@@ -128,7 +170,9 @@ class Gallery:
         self.close()
 
     def close(self) -> None:
-        """Close the file (every change is already saved)."""
+        """Close the file (every change is already saved). `search` keeps working on what
+        was read last."""
+        self._closed = True
         self._store.close()
 
     @property
@@ -169,33 +213,53 @@ class Gallery:
         content_sha256: Sequence[str | None] | None = None,
         boxes: Sequence[tuple[float, float, float, float] | None] | None = None,
         scores: Sequence[float | None] | None = None,
-    ) -> None:
+    ) -> int:
         """Add ``(n, D)`` (or ``(D,)``) unit embeddings for ``identity`` in one transaction.
+
+        Embeddings whose ``content_sha256`` is in the gallery already, or repeated within
+        this call, are skipped; the check and the insert happen under the file's write
+        lock, so two processes adding the same content store it once.
 
         Args:
             embedder: binding of the embedder that made them; required for the first
                 embeddings of an unbound gallery, checked against the binding otherwise.
-            sources: per embedding, the file or label it came from.
+            sources: per embedding, the file or label it came from. Text that is not valid
+                UTF-8 (undecodable bytes of a file name) is stored with those bytes written
+                as ``\\xNN``.
             content_sha256: per embedding, the hash of its input (for resuming).
             boxes: per embedding, the face box in its image.
             scores: per embedding, the detector score.
 
+        Returns:
+            The number of embeddings actually added.
+
         Raises:
-            GalleryError: another embedder, wrong dimension, or non-unit vectors.
+            GalleryError: invalid identity name (empty, only whitespace, or not valid text,
+                e.g. from an undecodable file name), another embedder, wrong dimension,
+                non-unit vectors, or the file cannot be written (read-only, ...).
         """
-        if not isinstance(identity, str) or not identity.strip():
-            raise GalleryError(f"identity must be a non-empty string, got {identity!r}")
+        _check_name(identity)
         vectors = np.atleast_2d(np.asarray(embeddings, dtype=np.float32))
         count = vectors.shape[0]
         binding = self._check_binding(embedder, vectors)
+        if not np.all(np.isfinite(vectors)):
+            raise GalleryError("embeddings must be finite")
         norms = np.linalg.norm(vectors, axis=1)
         if not np.all(np.abs(norms - 1.0) < 1e-3):
             raise GalleryError("embeddings must be L2-normalised (unit vectors)")
+        columns: dict[str, Sequence[object] | None] = {
+            "sources": sources,
+            "content_sha256": content_sha256,
+            "boxes": boxes,
+            "scores": scores,
+        }
+        for name, column in columns.items():
+            if column is not None and len(column) != count:
+                raise GalleryError(f"{name} has {len(column)} entries for {count} embeddings")
         none: list[None] = [None] * count
         with self._store.transaction():
-            if self.embedder is None:
-                self._store.bind(binding)
-            self._store.add_samples(
+            stored = self._bind(binding)
+            added = self._store.add_samples(
                 identity,
                 vectors,
                 list(sources) if sources is not None else none,
@@ -203,8 +267,9 @@ class Gallery:
                 list(boxes) if boxes is not None else none,
                 list(scores) if scores is not None else none,
             )
-        self.embedder = binding
-        self._stale = True
+        self.embedder = stored
+        self._seen_version = -1  # read the new rows (only those) when next needed
+        return added
 
     def _check_binding(self, embedder: EmbedderInfo | None, vectors: np.ndarray) -> EmbedderInfo:
         if self.embedder is not None:
@@ -229,7 +294,7 @@ class Gallery:
         self._require(identity)
         with self._store.transaction():
             removed = self._store.remove(identity)
-        self._stale = True
+        self._seen_version = -1
         return removed
 
     def rename(self, old: str, new: str) -> None:
@@ -239,19 +304,18 @@ class Gallery:
             GalleryError: ``old`` is unknown or ``new`` is taken.
         """
         self._require(old)
-        if not new.strip():
-            raise GalleryError("the new name must not be empty")
-        if new in self._names:
+        _check_name(new)
+        if _holds(self._names, new):
             raise GalleryError(f"{new!r} is already enrolled; remove it or pick another name")
-        with self._store.transaction():
+        with self._store.transaction():  # checked again under the lock: another process
             self._store.rename(old, new)
-        self._stale = True
+        self._seen_version = -1
 
     def _require(self, identity: str) -> int:
-        try:
-            return self._names.index(identity)
-        except ValueError:
-            raise GalleryError(f"{identity!r} is not enrolled in {self._where}") from None
+        names = self._names
+        if not _holds(names, identity):
+            raise GalleryError(f"{identity!r} is not enrolled in {self._where}")
+        return bisect.bisect_left(names, identity)
 
     def search(
         self,
@@ -296,3 +360,30 @@ class Gallery:
                 )
             )
         return results
+
+
+def _holds(names: list[str], name: str) -> bool:
+    """Whether the sorted list ``names`` holds ``name``."""
+    at = bisect.bisect_left(names, name)
+    return at < len(names) and names[at] == name
+
+
+def _check_name(identity: object) -> None:
+    """Identity names are non-blank valid text (storable as UTF-8).
+
+    Raises:
+        GalleryError: the name is not a str, is empty or only whitespace, or holds lone
+            surrogates (an undecodable file or folder name).
+    """
+    if not isinstance(identity, str) or not identity.strip():
+        raise GalleryError(
+            f"invalid identity name {identity!r}: it must be a non-empty string, not only "
+            "whitespace"
+        )
+    try:
+        identity.encode("utf-8")
+    except UnicodeEncodeError:
+        raise GalleryError(
+            f"invalid identity name {identity!r}: it is not valid text (an undecodable file "
+            "or folder name?); rename it"
+        ) from None

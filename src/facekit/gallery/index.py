@@ -2,7 +2,9 @@
 
 Samples are kept grouped by identity, so each identity's best sample is a
 ``np.maximum.reduceat`` over the similarity row; the mean-template mode compares against
-one normalised mean vector per identity instead.
+one normalised mean vector per identity instead. Queries are processed in blocks sized so
+that all temporaries of a block (similarities, identity scores, partial-sort indices) stay
+under `BLOCK_BYTES`.
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ import numpy as np
 
 from ..errors import ConfigError
 
-__all__ = ["Aggregate", "ExactIndex", "SearchResult"]
+__all__ = ["BLOCK_BYTES", "Aggregate", "ExactIndex", "SearchResult"]
 
 Aggregate = Literal["max", "mean"]
 """How an identity is scored from its samples: ``"max"`` = its best sample (default),
 ``"mean"`` = its normalised mean embedding (template)."""
 
-_BLOCK_ELEMENTS = 1 << 25  # similarities computed per block: 32 M float32 = 128 MiB
+BLOCK_BYTES = 1 << 27
+"""Bound on the temporaries of one block of queries in `ExactIndex.search`: 128 MiB."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,12 +69,35 @@ class ExactIndex:
         return int(self.embeddings.shape[1])
 
     def templates(self) -> np.ndarray:
-        """``(I, D)`` normalised mean embedding per identity (computed once)."""
+        """``(I, D)`` normalised mean embedding per identity (computed once, kept: one more
+        ``I x D`` float32 array)."""
         if self._templates is None:
             sums = np.add.reduceat(self.embeddings, self._starts, axis=0)
-            norms = np.linalg.norm(sums, axis=1, keepdims=True)
-            self._templates = (sums / np.maximum(norms, 1e-12)).astype(np.float32)
+            sums /= np.maximum(np.sqrt(np.einsum("ij,ij->i", sums, sums)), 1e-12)[:, None]
+            self._templates = sums
         return self._templates
+
+    def extended(
+        self, remap: np.ndarray, n_identities: int, embeddings: np.ndarray, owners: np.ndarray
+    ) -> ExactIndex:
+        """This index with rows added, in one copy.
+
+        Args:
+            remap: ``(I,)`` increasing new number of each of this index's identities.
+            n_identities: number of identities afterwards.
+            embeddings: ``(M, D)`` float32 unit vectors to add; each goes after the existing
+                rows of its identity, in the given order.
+            owners: ``(M,)`` their identity numbers (new numbering).
+        """
+        old = remap[self.owners] if self.owners.size else self.owners
+        order = np.argsort(owners, kind="stable")
+        added = owners[order]
+        at = np.searchsorted(old, added, side="right")
+        return ExactIndex(
+            np.insert(self.embeddings, at, embeddings[order], axis=0),
+            np.insert(old, at, added),
+            n_identities,
+        )
 
     def search(
         self, queries: np.ndarray, top_k: int = 1, aggregate: Aggregate = "max"
@@ -85,7 +111,7 @@ class ExactIndex:
         if self.n_identities == 0:
             raise ConfigError("the gallery is empty")
         k = max(1, min(top_k, self.n_identities))
-        per_block = max(1, _BLOCK_ELEMENTS // max(1, self.embeddings.shape[0]))
+        per_block = max(1, BLOCK_BYTES // self.bytes_per_query(aggregate))
         ids, sims, runner = [], [], []
         for start in range(0, queries.shape[0], per_block):
             scores = self._identity_scores(queries[start : start + per_block], aggregate)
@@ -93,21 +119,32 @@ class ExactIndex:
             ids.append(top[:, :k])
             sims.append(top_scores[:, :k])
             runner.append(second)
+            del scores  # not alive while the next block's are computed
         return SearchResult(np.concatenate(ids), np.concatenate(sims), np.concatenate(runner))
+
+    def bytes_per_query(self, aggregate: Aggregate = "max") -> int:
+        """Bytes of temporaries one query needs during `search`: its similarity row
+        (4 bytes per sample, ``"max"`` only), its identity scores (4 per identity) and the
+        partial sort's indices (8 per identity)."""
+        samples = self.embeddings.shape[0] if aggregate == "max" else 0
+        return max(1, 4 * samples + 12 * self.n_identities)
 
     def _identity_scores(self, queries: np.ndarray, aggregate: Aggregate) -> np.ndarray:
         if aggregate == "mean":
             template_scores: np.ndarray = queries @ self.templates().T
             return template_scores
-        best: np.ndarray = np.maximum.reduceat(queries @ self.embeddings.T, self._starts, axis=1)
+        similarities: np.ndarray = queries @ self.embeddings.T
+        if self.n_identities == self.embeddings.shape[0]:  # one sample each: nothing to reduce
+            return similarities
+        best: np.ndarray = np.maximum.reduceat(similarities, self._starts, axis=1)
         return best
 
 
 def _top(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Indices and values of the ``k`` largest per row, sorted; plus the second best."""
     count = scores.shape[1]
-    if k < count:
-        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    if k < count:  # the k largest without negating (copying) the scores
+        part = np.argpartition(scores, count - k, axis=1)[:, count - k :]
     else:
         part = np.broadcast_to(np.arange(count), (scores.shape[0], count))
     values = np.take_along_axis(scores, part, axis=1)

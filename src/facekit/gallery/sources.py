@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
-from ..io import ImageInput
+from ..io import ImageInput, read_image_file
 
 __all__ = ["IMAGE_SUFFIXES", "content_sha256", "folder_sources"]
 
@@ -49,9 +49,7 @@ def content_sha256(image: ImageInput) -> str:
     (with its shape and dtype), so re-enrolling the same input can be recognised."""
     digest = hashlib.sha256()
     if isinstance(image, (str, os.PathLike)):
-        with open(image, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
+        digest.update(read_image_file(image))  # refuses FIFOs, devices and oversized files
     elif isinstance(image, (bytes, bytearray, memoryview)):
         digest.update(image)
     elif isinstance(image, np.ndarray):

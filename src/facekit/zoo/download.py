@@ -5,13 +5,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import shutil
 import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
 from pathlib import Path
+from typing import IO
 
 from ..errors import ChecksumError, ModelNotFoundError
 from .spec import ModelFile, Source
@@ -38,10 +38,13 @@ def download_file(file: ModelFile, directory: Path, *, progress: bool = True) ->
     Each source is tried in order; a source that cannot be reached falls through to the
     next. Data is streamed to ``<name>.part`` (an interrupted download resumes from it),
     its sha256 is checked, and only then is it renamed to ``<name>``. A file whose sha256
-    does not match is deleted and reported: it is never retried in a loop.
+    does not match is deleted and reported: it is never retried in a loop. A file with no
+    published sha256 from a source with no archive digest cannot be verified: a warning
+    says so, and the caller pins the digest of this first copy.
 
     Raises:
-        ChecksumError: the downloaded bytes do not match ``file.sha256``.
+        ChecksumError: the downloaded bytes do not match ``file.sha256``, an archive member
+            is larger than the zoo says, or a cached archive is corrupt (it is deleted).
         ModelNotFoundError: no source could be reached.
     """
     directory.mkdir(parents=True, exist_ok=True)
@@ -49,6 +52,14 @@ def download_file(file: ModelFile, directory: Path, *, progress: bool = True) ->
         raise ModelNotFoundError(f"{file.name} has no download source")
     failures: list[str] = []
     for source in file.sources:
+        if file.sha256 is None and source.archive_sha256 is None:
+            _LOG.warning(
+                "%s has no published sha256: the copy about to be downloaded from %s cannot "
+                "be verified. facekit pins its digest on first use and checks every later "
+                "copy against it; compare it with a copy you trust if that matters to you",
+                file.name,
+                source.url,
+            )
         try:
             if source.member is None:
                 return _fetch_direct(file, source.url, directory, progress)
@@ -72,10 +83,13 @@ def _fetch_member(
     file: ModelFile, source: Source, member: str, directory: Path, progress: bool
 ) -> Path:
     """Download the archive once (kept under ``archives/`` for its other members), check
-    it, and extract ``member`` through a temporary file."""
+    it (a cached copy again before each use), and extract ``member`` through a temporary
+    file, never writing more than the member's declared size."""
     archive_name = urllib.parse.urlsplit(source.url).path.rsplit("/", 1)[-1]  # no ?dl=1
     archive = directory / "archives" / archive_name
-    if not archive.exists():
+    if archive.exists():
+        _verify_cached_archive(archive, source)
+    else:
         archive.parent.mkdir(parents=True, exist_ok=True)
         part = archive.with_name(archive.name + ".part")
         _stream(
@@ -100,12 +114,64 @@ def _fetch_member(
                 f"{archive} has no member {member!r}; the archive is not the published "
                 "one: delete it and fetch again"
             )
+        info = bundle.getinfo(present[0])
+        # The zoo's size when it has one, else the size the (sha256-checked) archive states.
+        limit = file.size if file.size is not None else info.file_size
         fd, temp_name = tempfile.mkstemp(dir=directory, prefix=file.name, suffix=".part")
-        with os.fdopen(fd, "wb") as out, bundle.open(present[0]) as data:
-            shutil.copyfileobj(data, out, _CHUNK)
+        temp = Path(temp_name)
+        try:
+            with os.fdopen(fd, "wb") as out, bundle.open(info) as data:
+                _copy_capped(data, out, limit, f"{present[0]!r} of {archive}")
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
     target = directory / file.name
-    _check_and_move(Path(temp_name), target, file)
+    _check_and_move(temp, target, file)
     return target
+
+
+def _copy_capped(data: IO[bytes], out: IO[bytes], limit: int, label: str) -> None:
+    """Copy ``data`` to ``out`` in 1 MiB chunks, writing at most ``limit`` bytes.
+
+    Raises:
+        ChecksumError: ``data`` holds more than ``limit`` bytes (a zip bomb, or another
+            file): extraction stops there, before the disk fills.
+    """
+    written = 0
+    while True:
+        chunk = data.read(min(_CHUNK, limit - written + 1))
+        if not chunk:
+            return
+        if written + len(chunk) > limit:
+            raise ChecksumError(
+                f"{label} holds more than the {limit:,} bytes it should (a zip bomb, or not "
+                "the published archive): extraction stopped there and nothing was kept"
+            )
+        out.write(chunk)
+        written += len(chunk)
+
+
+def _verify_cached_archive(archive: Path, source: Source) -> None:
+    """Check a cached archive's sha256 again before extracting from it (the cache may have
+    been damaged or replaced since it was downloaded); delete it when it does not match.
+
+    Raises:
+        ChecksumError: the cached archive is corrupt: it was deleted.
+    """
+    if source.archive_sha256 is None:
+        return
+    actual = sha256_of(archive)
+    if actual == source.archive_sha256:
+        return
+    size = archive.stat().st_size
+    archive.unlink()
+    message = (
+        f"the cached archive {archive} is corrupt: sha256 {actual} ({size} bytes), expected "
+        f"{source.archive_sha256} ({source.archive_size or '?'} bytes). It was deleted; the "
+        f"next attempt downloads it again from {source.url}"
+    )
+    _LOG.warning("%s", message)
+    raise ChecksumError(message)
 
 
 def _stream(url: str, part: Path, *, expected_size: int | None, progress: bool, label: str) -> None:

@@ -11,10 +11,16 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import ChecksumError
+
+if sys.platform != "win32":
+    import fcntl
 
 __all__ = ["check_pinned", "pins_path"]
 
@@ -40,30 +46,79 @@ def _read(path: Path) -> dict[str, str]:
     return pins
 
 
-def check_pinned(name: str, digest: str, cache: Path, where: Path) -> None:
-    """Compare ``digest`` of the file ``name`` (at ``where``) with its pin, pinning it when
-    it has none.
+def _matches(pins: dict[str, str], name: str, digest: str, path: Path, where: Path) -> bool:
+    """Whether ``name`` is pinned to ``digest`` (``False``: not pinned yet).
 
     Raises:
-        ChecksumError: the file differs from the copy pinned before.
+        ChecksumError: it is pinned to another digest.
     """
-    path = pins_path(cache)
-    pins = _read(path)
     pinned = pins.get(name)
-    if pinned == digest:
-        return
-    if pinned is not None:
+    if pinned is not None and pinned != digest:
         raise ChecksumError(
             f"{where} has sha256 {digest}, but the first copy of {name} facekit saw had "
             f"{pinned} (pinned in {path}; no official digest is published). The file changed "
             f"or is corrupt; if you replaced it on purpose, remove its entry from {path}."
         )
-    pins[name] = digest
-    cache.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=cache, prefix="pins.", suffix=".part")
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        json.dump(pins, out, indent=1, sort_keys=True)
-    os.replace(temp, path)
+    return pinned is not None
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``<path>.lock`` (``flock``: released when the holder exits,
+    also if it is killed). On Windows there is no lock; the writes are still atomic."""
+    with open(path.with_name(path.name + ".lock"), "ab") as handle:
+        if sys.platform != "win32":
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        yield
+
+
+def _write(path: Path, pins: dict[str, str]) -> None:
+    """Replace ``path`` with ``pins`` atomically: readers see the old or the new file."""
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".part")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump(pins, out, indent=1, sort_keys=True)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def check_pinned(name: str, digest: str, cache: Path, where: Path) -> None:
+    """Compare ``digest`` of the file ``name`` (at ``where``) with its pin, pinning it when
+    it has none.
+
+    The pin file is read, updated and replaced under a lock, so pins written at the same
+    time by several processes are all kept. A cache that cannot be written is logged: the
+    file is then used unpinned.
+
+    Raises:
+        ChecksumError: the file differs from the copy pinned before, or the pin file is
+            unreadable.
+    """
+    path = pins_path(cache)
+    if _matches(_read(path), name, digest, path, where):
+        return
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        with _locked(path):
+            pins = _read(path)  # again: another process may have pinned it meanwhile
+            if _matches(pins, name, digest, path, where):
+                return
+            pins[name] = digest
+            _write(path, pins)
+    except OSError as exc:
+        _LOG.warning(
+            "%s has no published sha256 and its digest %s could not be pinned in %s (%s): "
+            "later copies cannot be checked against this one",
+            name,
+            digest,
+            path,
+            exc,
+        )
+        return
     _LOG.warning(
         "%s has no published sha256: pinned %s (from %s) on first use in %s",
         name,
