@@ -4,12 +4,25 @@ when they are missing the run fails: facekit's tests never skip real-model check
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _own_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Files facekit writes to its cache (re-exported models, pins) go to a folder of this
+    test run, never to the user's cache; tests that need their own set it again."""
+    old = os.environ.get("FACEKIT_CACHE")
+    os.environ["FACEKIT_CACHE"] = str(tmp_path_factory.mktemp("facekit-cache"))
+    yield
+    if old is None:
+        del os.environ["FACEKIT_CACHE"]
+    else:
+        os.environ["FACEKIT_CACHE"] = old
 
 
 @pytest.fixture(scope="session")

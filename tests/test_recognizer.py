@@ -16,7 +16,7 @@ from facekit import FaceRecognizer, Thresholds, Verification
 from facekit.cli import main as cli_main
 from facekit.detectors import SCRFD
 from facekit.embedders import ArcFace
-from facekit.errors import ConfigError, ImageError, MultipleFacesError, NoFaceError
+from facekit.errors import ConfigError, ImageError, MultipleFacesError, NoFaceError, StreamError
 from facekit.evaluation import calibrate, pair_scores, roc_auc
 from facekit.zoo import get_spec
 
@@ -438,3 +438,33 @@ def test_embed_aligned_matches_the_pipeline_crops(
     assert recognizer.embed_aligned([]).shape == (0, 128)
     with pytest.raises(ImageError, match=r"160x160 is not an aligned crop"):
         recognizer.embed_aligned(np.zeros((1, 160, 160, 3), np.uint8))
+
+
+def test_facade_takes_lazy_inputs_and_gives_the_same_results_with_any_workers(
+    recognizer: FaceRecognizer, models_dir: Path, data_dir: Path, tmp_path: Path
+) -> None:
+    openface = data_dir / "openface"
+    names = ["lennon-1", "clapton-1", "carell", "adams", "lennon-2"]
+    sequential = FaceRecognizer(recognizer.detector, recognizer.embedder, workers=0)
+    overlapped = FaceRecognizer(recognizer.detector, recognizer.embedder, workers=3)
+    assert (sequential.workers, overlapped.workers) == (0, 3)
+    one = sequential.embed_each(openface / f"{n}.jpg" for n in names)
+    other = overlapped.embed_each((openface / f"{n}.jpg" for n in names), batch_size=2)
+    for a, b in zip(one, other, strict=True):
+        assert isinstance(a, np.ndarray)
+        np.testing.assert_array_equal(a, b)
+    # enrol from a generator of (identity, image): consumed lazily, nothing lost
+    gallery = FaceRecognizer(
+        recognizer.detector, recognizer.embedder, gallery=tmp_path / "g.db", workers=2
+    )
+    report = gallery.enroll(
+        ((n.split("-")[0], openface / f"{n}.jpg") for n in names), progress=False
+    )
+    assert len(report.added) == 5
+    again = gallery.enroll(((n, openface / f"{n}.jpg") for n in names), progress=False)
+    assert len(again.skipped) == 5
+    assert not again.added
+    assert gallery.identify(openface / "lennon-2.jpg")[0].identity == "lennon"
+    # the stream API is reachable from the recogniser (facekit.stream does the work)
+    with pytest.raises(StreamError, match="no such video file"):
+        next(recognizer.stream(tmp_path / "missing.mp4"))

@@ -174,33 +174,15 @@ def test_wrong_model_files(models_dir: Path, tmp_path: Path) -> None:
         SCRFD(garbage)
 
 
-def _batched_export(source: Path, target: Path) -> Path:
-    """Re-export the fixed 640 SCRFD with a dynamic batch dimension: the same weights, its
-    Reshape targets ``[1, -1, C]`` turned into ``[0, -1, C]`` (0 = keep the batch)."""
-    import onnx
-    from onnx import numpy_helper
-
-    model = onnx.load(str(source))
-    graph = model.graph
-    graph.input[0].type.tensor_type.shape.dim[0].dim_param = "batch"
-    for output in graph.output:
-        output.type.tensor_type.shape.dim[0].dim_param = "batch"
-    constants = {tensor.name: tensor for tensor in graph.initializer}
-    for node in graph.node:
-        if node.op_type == "Reshape" and node.input[1] in constants:
-            shape = numpy_helper.to_array(constants[node.input[1]]).copy()
-            shape[0] = 0
-            constants[node.input[1]].CopyFrom(numpy_helper.from_array(shape, node.input[1]))
-    onnx.save(model, str(target))
-    return target
-
-
 def test_dynamic_batch_export_runs_batched_and_matches(
-    models_dir: Path, data_dir: Path, tmp_path: Path
+    models_dir: Path, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # the fixed 640 export's batch is made dynamic by facekit._rebatch (its Reshapes to
+    # [1, -1, C] and its Resizes to constant sizes [1, C, H, W] rewritten, then verified)
+    monkeypatch.setenv("FACEKIT_CACHE", str(tmp_path))
     fixed_path = models_dir / "scrfd/scrfd_2.5g_kps_640x640.onnx"
-    batched = SCRFD(_batched_export(fixed_path, tmp_path / "scrfd_batched.onnx"), batch_size=3)
-    fixed = SCRFD(fixed_path)
+    batched = SCRFD(fixed_path, batch_size=3)
+    fixed = SCRFD(fixed_path, rebatch=False)
     assert batched.batch_size == 3
     assert fixed.batch_size == 1  # a graph with a batch of 1 runs image by image
     images = [

@@ -17,6 +17,7 @@ from .errors import (
     ModelError,
     MultipleFacesError,
     NoFaceError,
+    StreamError,
 )
 from .types import (
     Detection,
@@ -53,6 +54,7 @@ __all__ = [
     "ModelError",
     "MultipleFacesError",
     "NoFaceError",
+    "StreamError",
     "Thresholds",
     "Verification",
     "__version__",

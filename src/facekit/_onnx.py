@@ -6,7 +6,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .errors import DeviceError, ModelError
+import numpy as np
+
+from .errors import ConfigError, DeviceError, ModelError
 from .zoo import Task, default_model, resolve
 
 __all__ = ["OnnxModel", "open_session", "providers_for"]
@@ -38,7 +40,8 @@ def open_session(path: Path, device: str = "cpu", threads: int | None = None) ->
     """An ``onnxruntime.InferenceSession`` for the model at ``path`` on ``device``.
 
     Args:
-        threads: intra-op threads; ``None`` lets onnxruntime choose.
+        threads: intra-op threads (``intra_op_num_threads``; inter-op threads are then 1);
+            ``None`` lets onnxruntime choose.
 
     Raises:
         ModelError: the file is not a loadable ONNX model.
@@ -53,7 +56,10 @@ def open_session(path: Path, device: str = "cpu", threads: int | None = None) ->
     # steal the cores the next one needs (benchmarks/bench_pipeline.py measured it).
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads is not None:
+        if threads < 1:
+            raise ConfigError(f"threads must be at least 1 (or None), got {threads}")
         options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
     provider_options: list[dict[str, Any]] = [{} for _ in providers]
     if device.startswith("cuda:"):
         provider_options[0] = {"device_id": int(device.split(":", 1)[1])}
@@ -75,6 +81,7 @@ class OnnxModel:
         task: the zoo task the model must have.
         model_dir, download, progress: see `facekit.zoo.resolve`.
         device: see `providers_for`.
+        threads: intra-op threads of the session (see `open_session`).
     """
 
     def __init__(
@@ -87,6 +94,7 @@ class OnnxModel:
         device: str,
         download: bool | None,
         progress: bool,
+        threads: int | None = None,
     ) -> None:
         self._model = resolve(
             model if model is not None else default_model(backend),
@@ -95,7 +103,28 @@ class OnnxModel:
             download=download,
             progress=progress,
         )
-        self._session = open_session(self._model.path, device)
+        self._device = device
+        self._threads = threads
+        self._session = open_session(self._model.path, device, threads)
+
+    def _use_dynamic_batch(self, check_input: np.ndarray) -> bool:
+        """Switch the session to a verified copy of the model with a symbolic batch
+        dimension (see `facekit._rebatch.dynamic_batch_copy`), for a graph whose batch is
+        fixed at 1.
+
+        Args:
+            check_input: ``(N >= 2, ...)`` float32 inputs the copy is checked on.
+
+        Returns:
+            Whether the session now runs the copy (``False``: the original at batch 1).
+        """
+        from ._rebatch import dynamic_batch_copy
+
+        copy = dynamic_batch_copy(self._model.path, self.sha256, check_input=check_input)
+        if copy is None:
+            return False
+        self._session = open_session(copy, self._device, self._threads)
+        return True
 
     @property
     def name(self) -> str:

@@ -19,6 +19,7 @@ __all__ = [
     "ModelNotFoundError",
     "MultipleFacesError",
     "NoFaceError",
+    "StreamError",
 ]
 
 
@@ -65,3 +66,8 @@ class BackendError(FacekitError, ImportError):
 
 class DeviceError(FacekitError):
     """The requested compute device is not usable (facekit never falls back silently)."""
+
+
+class StreamError(FacekitError):
+    """A video source cannot be opened, or stopped sending frames (a camera or stream that
+    stalls or disconnects)."""

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence, Sized
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
 
@@ -23,8 +25,10 @@ from .errors import (
     NoFaceError,
 )
 from .gallery import Aggregate, EmbedderInfo, Gallery
-from .gallery.sources import content_sha256, pairs
+from .gallery.sources import content_sha256, folder_sources
 from .io import DEFAULT_MAX_PIXELS, ImageInput, describe, load_image, read_image_file
+from .pipeline import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS, ImageFaces, Loaded, Pipeline
+from .pipeline import FacePolicy as _FacePolicy
 from .protocols import Aligner, Detector, Embedder
 from .types import (
     Detection,
@@ -39,6 +43,7 @@ from .types import (
 
 if TYPE_CHECKING:
     from .quality import QualityFilter
+    from .stream import FrameResult, VideoSource
 
 __all__ = ["ChannelOrder", "FacePolicy", "FaceRecognizer"]
 
@@ -48,7 +53,7 @@ ChannelOrder = Literal["rgb", "bgr"]
 """Channel order of numpy array inputs: ``"rgb"``, or ``"bgr"`` for arrays from OpenCV
 (``cv2.imread``). Files, bytes and PIL images are decoded to RGB whatever it says."""
 
-FacePolicy = Literal["largest", "best", "error"] | int
+FacePolicy = _FacePolicy
 """Which face of an image to use when one is needed:
 
 - ``"largest"``: the face with the largest box (default; the subject of a portrait);
@@ -107,6 +112,12 @@ class FaceRecognizer:
         quality: the filter faces must pass to be enrolled (default `QualityFilter()`).
         channel_order: channel order of numpy array inputs (see `ChannelOrder`): ``"bgr"``
             for arrays from OpenCV. Each method taking images can override it per call.
+        workers: decode threads of the batched pipeline (`facekit.pipeline`); with
+            ``workers >= 1`` decoding, detection and embedding overlap in threads; ``0`` runs
+            them one after the other in the calling thread.
+        threads: ONNX Runtime intra-op threads for backends built by name that take a
+            ``threads`` option; when the pipeline overlaps detection and embedding they are
+            split between the two sessions. ``None``: the backends' default.
 
     When one face per image is wanted (`embed`, `embed_each`, `verify`, `enroll`, and
     `identify` when nothing is found) and the detector finds no face, a second pass made
@@ -133,18 +144,33 @@ class FaceRecognizer:
         gallery: str | os.PathLike[str] | Gallery | None = None,
         quality: QualityFilter | None = None,
         channel_order: ChannelOrder = "rgb",
+        workers: int = DEFAULT_WORKERS,
+        threads: int | None = None,
     ) -> None:
         _check_policy(face)
         self.channel_order: ChannelOrder = _check_channel_order(channel_order)
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+            raise ConfigError(f"workers must be an integer >= 0, got {workers!r}")
+        if threads is not None and (
+            isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
+        ):
+            raise ConfigError(f"threads must be a positive integer or None, got {threads!r}")
+        self.workers = workers
+        detector_threads, embedder_threads = _split_threads(threads, overlapped=workers > 0)
         common = {"model_dir": model_dir, "device": device, "download": download}
         self.detector: Detector = _build(
             "detector",
             detector,
             detector_model,
             {**common, "max_pixels": max_pixels, **(detector_options or {})},
+            detector_threads,
         )
         self.embedder: Embedder = _build(
-            "embedder", embedder, embedder_model, {**common, **(embedder_options or {})}
+            "embedder",
+            embedder,
+            embedder_model,
+            {**common, **(embedder_options or {})},
+            embedder_threads,
         )
         self.aligner: Aligner = (
             aligner if aligner is not None else aligner_for(self.embedder.template)
@@ -192,6 +218,24 @@ class FaceRecognizer:
         order = self.channel_order if channel_order is None else channel_order
         return load_image(image, max_pixels=self.max_pixels, channel_order=order)
 
+    def pipeline(
+        self,
+        *,
+        channel_order: ChannelOrder | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        load: Any = None,
+    ) -> Pipeline[Any]:
+        """The batched engine (`facekit.pipeline.Pipeline`) with this recogniser's models,
+        workers and image loading (``load`` replaces the latter)."""
+        return Pipeline(
+            self.detector,
+            self.aligner,
+            self.embedder,
+            load=load if load is not None else _Loader(self, channel_order),
+            workers=self.workers,
+            batch_size=batch_size,
+        )
+
     # --- faces -----------------------------------------------------------------------------
 
     def detect(
@@ -207,12 +251,15 @@ class FaceRecognizer:
         return self.faces_batch([image], channel_order=channel_order)[0]
 
     def faces_batch(
-        self, images: Sequence[ImageInput], *, channel_order: ChannelOrder | None = None
+        self, images: Iterable[ImageInput], *, channel_order: ChannelOrder | None = None
     ) -> list[list[Face]]:
-        """`faces` for several images, detecting and embedding in batches."""
-        arrays = [self.load(image, channel_order=channel_order) for image in images]
-        detections = self.detector.detect_batch(arrays)
-        return self._embed_faces(arrays, detections)
+        """`faces` for several images, detecting and embedding in batches.
+
+        Raises:
+            ImageError: the first image that cannot be loaded.
+        """
+        results = self.pipeline(channel_order=channel_order).run(images)
+        return [list(_raised(result).faces) for result in results]
 
     def embed(
         self,
@@ -231,35 +278,29 @@ class FaceRecognizer:
 
     def embed_each(
         self,
-        images: Sequence[ImageInput],
+        images: Iterable[ImageInput],
         *,
         face: FacePolicy | None = None,
-        batch_size: int = 16,
+        batch_size: int = DEFAULT_BATCH_SIZE,
         progress: bool = False,
         channel_order: ChannelOrder | None = None,
     ) -> list[np.ndarray | FacekitError]:
         """The embedding of the chosen face of every image, or the error that image gave.
 
-        Images are detected and embedded in batches of ``batch_size``; an input that fails
-        (unreadable, no face, several under ``"error"``) gets its error in its place and
-        does not stop the others.
+        Images are consumed lazily and detected and embedded in batches of ``batch_size``
+        (`facekit.pipeline`); an input that fails (unreadable, no face, several under
+        ``"error"``) gets its error in its place and does not stop the others.
 
         Returns:
             One entry per image: a ``(D,)`` float32 unit vector or a `FacekitError`.
         """
         policy = _check_policy(self.face if face is None else face)
-        results: list[np.ndarray | FacekitError] = []
-        for batch in _batches(len(images), batch_size, progress, None):
-            arrays: list[np.ndarray | FacekitError] = []
-            for i in batch:
-                try:
-                    arrays.append(self.load(images[i], channel_order=channel_order))
-                except FacekitError as exc:
-                    arrays.append(exc)
-            names = [f"image {i + 1} ({describe(images[i])})" for i in batch]
-            chosen = self._choose_and_embed(arrays, names, policy)
-            results.extend(c if isinstance(c, FacekitError) else c.face.embedding for c in chosen)
-        return results
+        engine = self.pipeline(channel_order=channel_order, batch_size=batch_size)
+        results = engine.run(images, choose=policy, name=_numbered_name)
+        return [
+            r if isinstance(r, FacekitError) else r.faces[0].embedding
+            for r in _progress(results, images, progress, None)
+        ]
 
     def embed_aligned(
         self,
@@ -341,80 +382,11 @@ class FaceRecognizer:
     ) -> list[_Chosen]:
         """The chosen face of each image, in one batch; the first failure is raised."""
         policy = _check_policy(self.face if face is None else face)
-        arrays = [self.load(image, channel_order=channel_order) for image in images]
-        names = [f"image {n} ({describe(image)})" for n, image in enumerate(images, 1)]
-        result = []
-        for outcome in self._choose_and_embed(arrays, names, policy):
-            if isinstance(outcome, FacekitError):
-                raise outcome
-            result.append(outcome)
-        return result
-
-    def _find(self, arrays: Sequence[np.ndarray]) -> list[list[Detection]]:
-        """Faces in each image; images where the detector finds none get the second pass
-        for faces that fill the image."""
-        found = [list(d) for d in self.detector.detect_batch(arrays)] if arrays else []
-        empty = [i for i, detections in enumerate(found) if not detections]
-        if empty:
-            from .detectors.tight import detect_filling
-
-            filling = detect_filling(self.detector, [arrays[i] for i in empty])
-            for i, detections in zip(empty, filling, strict=True):
-                found[i] = list(detections)
-        return found
-
-    def _choose_and_embed(
-        self,
-        arrays: Sequence[np.ndarray | FacekitError],
-        names: Sequence[str],
-        policy: FacePolicy,
-    ) -> list[_Chosen | FacekitError]:
-        """One face per loaded image (`_find`, then ``policy``), embedded in one batch.
-
-        Args:
-            arrays: loaded images, or the error loading gave (passed through).
-            names: how errors name each image.
-        """
-        errors = {i: a for i, a in enumerate(arrays) if isinstance(a, FacekitError)}
-        loaded = {i: a for i, a in enumerate(arrays) if not isinstance(a, FacekitError)}
-        found = dict(zip(loaded, self._find(list(loaded.values())), strict=True))
-        picked: dict[int, Detection] = {}
-        for i, detections in found.items():
-            try:
-                picked[i] = _choose(detections, policy, names[i])
-            except FacekitError as exc:
-                errors[i] = exc
-        faces = self._embed_faces([loaded[i] for i in picked], [[d] for d in picked.values()])
-        chosen = {i: _Chosen(f[0], len(found[i])) for i, f in zip(picked, faces, strict=True)}
-        return [errors[i] if i in errors else chosen[i] for i in range(len(arrays))]
-
-    def _embed_faces(
-        self, arrays: Sequence[np.ndarray], detections: Sequence[Sequence[Detection]]
-    ) -> list[list[Face]]:
-        crops = [
-            self.aligner.align(
-                array,
-                np.stack([d.landmarks for d in found]),
-                np.array([d.box for d in found], dtype=np.float64),
-            )
-            for array, found in zip(arrays, detections, strict=True)
-            if found
+        engine = self.pipeline(channel_order=channel_order)
+        return [
+            _Chosen(found.faces[0], len(found.detections))
+            for found in map(_raised, engine.run(images, choose=policy, name=_numbered_name))
         ]
-        if not crops:
-            return [[] for _ in arrays]
-        all_crops = np.concatenate(crops)
-        embeddings = self.embedder.embed(all_crops)
-        result: list[list[Face]] = []
-        position = 0
-        for found in detections:
-            result.append(
-                [
-                    Face(det, all_crops[position + i], embeddings[position + i])
-                    for i, det in enumerate(found)
-                ]
-            )
-            position += len(found)
-        return result
 
     def _aligned_crop(self, array: np.ndarray, name: str) -> np.ndarray:
         """``array`` if it has the template's size, else an `ImageError`."""
@@ -455,7 +427,7 @@ class FaceRecognizer:
         Args:
             source: a folder (folder per person ``root/alice/*.jpg``, or file name =
                 identity ``root/alice.jpg``; jpg/jpeg/png/webp/bmp in any case, recursively)
-                or an iterable of ``(identity, image)``.
+                or an iterable of ``(identity, image)``, consumed lazily.
             face: which face of an image with several: ``"largest"``, ``"best"``, or
                 ``"error"`` to refuse such images.
             batch_size: images detected and embedded together.
@@ -475,102 +447,106 @@ class FaceRecognizer:
             raise ConfigError(f"face must be 'largest', 'best' or 'error', got {face!r}")
         gallery = self.gallery
         binding = EmbedderInfo.of(self.embedder)
-        items = pairs(source)
+        items: Iterable[tuple[str, ImageInput]] = (
+            folder_sources(source) if isinstance(source, (str, os.PathLike)) else source
+        )
+        loader = _EnrollLoader(self, _enrolled_contents(gallery))
+        engine = self.pipeline(batch_size=batch_size, load=loader)
         added: list[EnrolledFace] = []
         skipped: list[EnrollProblem] = []
         failed: list[EnrollProblem] = []
-        for batch in _batches(len(items), batch_size, progress, "enrolling"):
-            pending: list[tuple[str, str, np.ndarray, str]] = []
-            for identity, image in (items[i] for i in batch):
-                name = describe(image)
-                try:
-                    array, digest = self._load_once(image)
-                except FacekitError as exc:
-                    failed.append(_problem(name, identity, exc))
-                    continue
-                if gallery.has_content(digest):
-                    skipped.append(EnrollProblem(name, identity, "already enrolled", _SKIPPED))
-                    continue
-                pending.append((identity, name, array, digest))
-            ready = (
-                self._aligned_enrollables(pending, failed)
-                if aligned
-                else self._detected_enrollables(pending, face, failed)
-            )
-            for item in ready:
-                self._add(item, binding, added, skipped, failed)
+        if aligned:
+            outcomes = self._aligned_enrollables(loader, items, engine.batch_size)
+        else:
+            outcomes = self._detected_enrollables(engine, items, face)
+        for identity, name, outcome in _progress(outcomes, items, progress, "enrolling"):
+            if isinstance(outcome, _AlreadyEnrolled):
+                skipped.append(EnrollProblem(name, identity, _SKIPPED, _SKIPPED))
+            elif isinstance(outcome, EnrollProblem):
+                failed.append(outcome)
+            elif isinstance(outcome, FacekitError):
+                failed.append(_problem(name, identity, outcome))
+            else:
+                self._add(outcome, binding, added, skipped, failed)
         for problem in failed:
             _LOG.warning(
                 "not enrolled: %s (%s): %s", problem.source, problem.identity, problem.reason
             )
         return EnrollReport(tuple(added), tuple(skipped), tuple(failed))
 
-    def _load_once(self, image: ImageInput) -> tuple[np.ndarray, str]:
-        """Decode an input and hash its content, reading a file only once."""
-        if isinstance(image, (str, os.PathLike)):
-            data = read_image_file(image, max_pixels=self.max_pixels)
-            try:
-                array = self.load(data)
-            except FacekitError as exc:
-                raise type(exc)(str(exc).replace(describe(data), str(image))) from None
-            return array, hashlib.sha256(data).hexdigest()
-        return self.load(image), content_sha256(image)
-
     def _detected_enrollables(
         self,
-        pending: Sequence[tuple[str, str, np.ndarray, str]],
+        engine: Pipeline[Any],
+        items: Iterable[tuple[str, ImageInput]],
         policy: FacePolicy,
-        failed: list[EnrollProblem],
-    ) -> list[_Enrollable]:
-        """Detect, choose, quality-check and embed one face per pending input."""
-        chosen = self._choose_and_embed([p[2] for p in pending], [p[1] for p in pending], policy)
-        ok = [c for c in chosen if not isinstance(c, FacekitError)]
-        reasons = iter(self.quality.reasons([c.face.detection for c in ok]))
-        ready = []
-        for (identity, name, _, digest), outcome in zip(pending, chosen, strict=True):
-            if isinstance(outcome, FacekitError):
-                failed.append(_problem(name, identity, outcome))
+    ) -> Iterator[tuple[str, str, _Enrollable | EnrollProblem | FacekitError]]:
+        """``(identity, source, outcome)`` per input: detected, chosen, quality-checked and
+        embedded by the engine, or why not."""
+        sources: deque[tuple[str, str]] = deque()
+
+        def remembered() -> Iterator[tuple[str, ImageInput]]:
+            for identity, image in items:
+                sources.append((identity, describe(image)))
+                yield identity, image
+
+        results = engine.run(remembered(), choose=policy, name=_enroll_name)
+        for result in results:
+            identity, name = sources.popleft()
+            if isinstance(result, FacekitError):
+                yield identity, name, result
                 continue
-            reason = next(reasons)
+            face = result.faces[0]
+            (reason,) = self.quality.reasons([face.detection])
             if reason is not None:
                 kind = "quality: " + reason.split(" (")[0]
-                failed.append(EnrollProblem(name, identity, reason, kind))
+                yield identity, name, EnrollProblem(name, identity, reason, kind)
                 continue
-            detection = outcome.face.detection
-            ready.append(
+            detection = face.detection
+            yield (
+                identity,
+                name,
                 _Enrollable(
                     identity,
                     name,
-                    digest,
-                    outcome.face.embedding,
+                    str(result.tag),
+                    face.embedding,
                     detection.box,
                     detection.score,
-                    outcome.faces_found,
-                )
+                    len(result.detections),
+                ),
             )
-        return ready
 
     def _aligned_enrollables(
-        self,
-        pending: Sequence[tuple[str, str, np.ndarray, str]],
-        failed: list[EnrollProblem],
-    ) -> list[_Enrollable]:
-        """Embed each pending input as an already-aligned crop (`embed_aligned`)."""
-        crops: list[tuple[str, str, np.ndarray, str]] = []
-        for identity, name, array, digest in pending:
-            try:
-                crops.append((identity, name, self._aligned_crop(array, name), digest))
-            except ImageError as exc:
-                failed.append(EnrollProblem(name, identity, str(exc), "wrong crop size"))
-        if not crops:
-            return []
-        embeddings = self.embedder.embed(np.stack([c[2] for c in crops]))
-        height, width = crops[0][2].shape[:2]
-        box = (0.0, 0.0, float(width), float(height))
-        return [
-            _Enrollable(identity, name, digest, embedding, box, None, 0)
-            for (identity, name, _, digest), embedding in zip(crops, embeddings, strict=True)
-        ]
+        self, loader: _EnrollLoader, items: Iterable[tuple[str, ImageInput]], batch_size: int
+    ) -> Iterator[tuple[str, str, _Enrollable | EnrollProblem | FacekitError]]:
+        """``(identity, source, outcome)`` per input: embedded as an already-aligned crop
+        (`embed_aligned`) in batches of the engine's size, or why not."""
+        iterator = iter(items)
+        while batch := list(itertools.islice(iterator, batch_size)):
+            crops: list[tuple[str, str, np.ndarray, str]] = []
+            for identity, image in batch:
+                name = describe(image)
+                try:
+                    loaded = loader((identity, image))
+                except FacekitError as exc:
+                    yield identity, name, exc
+                    continue
+                try:
+                    crop = self._aligned_crop(loaded.array, name)
+                except ImageError as exc:
+                    yield identity, name, EnrollProblem(name, identity, str(exc), "wrong crop size")
+                    continue
+                crops.append((identity, name, crop, str(loaded.tag)))
+            if not crops:
+                continue
+            embeddings = self.embedder.embed(np.stack([c[2] for c in crops]))
+            for (identity, name, crop, digest), embedding in zip(crops, embeddings, strict=True):
+                box = (0.0, 0.0, float(crop.shape[1]), float(crop.shape[0]))
+                yield (
+                    identity,
+                    name,
+                    _Enrollable(identity, name, digest, embedding, box, None, 0),
+                )
 
     def _add(
         self,
@@ -623,9 +599,8 @@ class FaceRecognizer:
                 template (``"mean"``).
         """
         limit = self.thresholds.same if threshold is None else threshold
-        array = self.load(image, channel_order=channel_order)
-        (found,) = self._find([array])
-        faces = sorted(self._embed_faces([array], [found])[0], key=lambda f: -f.detection.area)
+        (result,) = self.pipeline(channel_order=channel_order).run([image], fill=True)
+        faces = sorted(_raised(result).faces, key=lambda f: -f.detection.area)
         if not faces:
             return []
         results = self.gallery.search(
@@ -638,6 +613,23 @@ class FaceRecognizer:
             FaceMatch(f.detection, r.identity, r.similarity, r.margin, r.candidates, limit)
             for f, r in zip(faces, results, strict=True)
         ]
+
+    # --- streams -------------------------------------------------------------------------
+
+    def stream(
+        self,
+        source: VideoSource,
+        *,
+        every: int = 1,
+        gallery: Gallery | None = None,
+        **options: Any,
+    ) -> Iterator[FrameResult]:
+        """The faces of every frame of a video file, camera or URL, tracked and, with a
+        gallery (default: this recogniser's, when it has one), identified: see
+        `facekit.stream.stream` for ``source`` and the other ``options``."""
+        from .stream import stream
+
+        return stream(self, source, every=every, gallery=gallery, **options)
 
 
 _SKIPPED = "already enrolled"
@@ -658,19 +650,6 @@ def _problem(source: str, identity: str, error: FacekitError) -> EnrollProblem:
     return EnrollProblem(source, identity, str(error), kind)
 
 
-def _batches(count: int, size: int, progress: bool, desc: str | None) -> Iterator[range]:
-    """Index ranges of ``size`` over ``count`` inputs, with an optional progress bar."""
-    if size < 1:
-        raise ConfigError(f"batch_size must be at least 1, got {size}")
-    from tqdm.auto import tqdm
-
-    with tqdm(total=count, unit="image", desc=desc, disable=not progress) as bar:
-        for start in range(0, count, size):
-            batch = range(start, min(start + size, count))
-            yield batch
-            bar.update(len(batch))
-
-
 def _check_channel_order(order: object) -> ChannelOrder:
     if order == "rgb":
         return "rgb"
@@ -679,8 +658,16 @@ def _check_channel_order(order: object) -> ChannelOrder:
     raise ConfigError(f"channel_order must be 'rgb' or 'bgr', got {order!r}")
 
 
-def _build(stage: registry.Stage, value: Any, model: Any, options: dict[str, Any]) -> Any:
+def _build(
+    stage: registry.Stage, value: Any, model: Any, options: dict[str, Any], threads: int | None
+) -> Any:
     if isinstance(value, str):
+        if threads is not None and "threads" not in options:
+            try:
+                return registry.create(stage, value, model, **options, threads=threads)
+            except ConfigError as exc:  # a backend without intra-op threads to set
+                if "takes no option 'threads'" not in str(exc):
+                    raise
         return registry.create(stage, value, model, **options)
     if model is not None:
         raise ConfigError(f"{stage}_model applies to a {stage} given by name, not an instance")
@@ -703,18 +690,95 @@ def _check_policy(policy: FacePolicy) -> FacePolicy:
     return policy
 
 
-def _choose(detections: Sequence[Detection], policy: FacePolicy, where: str) -> Detection:
-    """The face ``policy`` picks; ``where`` names the image in errors."""
-    if not detections:
-        raise NoFaceError(f"no face found in {where}")
-    if policy == "largest":
-        return max(detections, key=lambda d: d.area)
-    if policy == "best":
-        return max(detections, key=lambda d: d.score)
-    if policy == "error":
-        if len(detections) > 1:
-            raise MultipleFacesError(f"{len(detections)} faces found in {where}, expected one")
-        return detections[0]
-    if policy >= len(detections):
-        raise NoFaceError(f"face index {policy} requested but {where} has {len(detections)}")
-    return detections[policy]
+def _split_threads(threads: int | None, *, overlapped: bool) -> tuple[int | None, int | None]:
+    """Intra-op threads of the detector and embedder sessions: all of ``threads`` for each
+    when they run one after the other, split between them when they run concurrently (the
+    detector, the heavier model, gets the odd one). ``None`` stays ``None``."""
+    if threads is None or not overlapped or threads < 2:
+        return threads, threads
+    return threads - threads // 2, threads // 2
+
+
+class _Loader:
+    """The engine's ``load``: an input as RGB with the recogniser's limits and channel order."""
+
+    def __init__(self, recognizer: FaceRecognizer, channel_order: ChannelOrder | None) -> None:
+        self._recognizer = recognizer
+        self._channel_order = channel_order
+
+    def __call__(self, image: ImageInput) -> np.ndarray:
+        return self._recognizer.load(image, channel_order=self._channel_order)
+
+
+class _AlreadyEnrolled(FacekitError):
+    """An input whose content is in the gallery already (enroll skips it)."""
+
+
+class _EnrollLoader:
+    """Enrol's ``load`` for ``(identity, image)`` inputs: decodes once, hashes the content
+    (`Loaded.tag`) and refuses content the gallery had when enrolment started."""
+
+    def __init__(self, recognizer: FaceRecognizer, known: frozenset[str]) -> None:
+        self._recognizer = recognizer
+        self._known = known
+
+    def __call__(self, item: tuple[str, ImageInput]) -> Loaded:
+        image = item[1]
+        if isinstance(image, (str, os.PathLike)):
+            data = read_image_file(image, max_pixels=self._recognizer.max_pixels)
+            digest = hashlib.sha256(data).hexdigest()
+            if digest in self._known:
+                raise _AlreadyEnrolled(str(image))
+            try:
+                return Loaded(self._recognizer.load(data), digest)
+            except FacekitError as exc:
+                raise type(exc)(str(exc).replace(describe(data), str(image))) from None
+        digest = content_sha256(image)
+        if digest in self._known:
+            raise _AlreadyEnrolled(describe(image))
+        return Loaded(self._recognizer.load(image), digest)
+
+
+def _enrolled_contents(gallery: Gallery) -> frozenset[str]:
+    """Content hashes of every sample of ``gallery`` (read in the calling thread: the
+    engine's threads must not use its SQLite connection)."""
+    return frozenset(
+        sample.content_sha256
+        for identity in gallery.identities()
+        for sample in gallery.samples(identity)
+        if sample.content_sha256 is not None
+    )
+
+
+def _raised(result: ImageFaces | FacekitError) -> ImageFaces:
+    """``result``, or its error raised."""
+    if isinstance(result, FacekitError):
+        raise result
+    return result
+
+
+def _numbered_name(index: int, image: object) -> str:
+    return f"image {index + 1} ({describe(image)})"
+
+
+def _enroll_name(_index: int, item: tuple[str, ImageInput]) -> str:
+    return describe(item[1])
+
+
+_R = TypeVar("_R")
+
+
+def _progress(
+    results: Iterable[_R], inputs: object, progress: bool, desc: str | None
+) -> Iterator[_R]:
+    """``results`` with a progress bar counting them (total: ``len(inputs)`` when sized)."""
+    if not progress:
+        yield from results
+        return
+    from tqdm.auto import tqdm
+
+    total = len(inputs) if isinstance(inputs, Sized) else None
+    with tqdm(total=total, unit="image", desc=desc) as bar:
+        for result in results:
+            yield result
+            bar.update(1)

@@ -97,10 +97,10 @@ class _MXNetRunner:
 class _OnnxRunner:
     """A converted RetinaFace on ONNX Runtime (outputs in the MXNet symbol's order)."""
 
-    def __init__(self, path: Path, device: str) -> None:
+    def __init__(self, path: Path, device: str, threads: int | None) -> None:
         from .._onnx import open_session
 
-        self._session = open_session(path, device)
+        self._session = open_session(path, device, threads)
         inputs = self._session.get_inputs()
         outputs = self._session.get_outputs()
         if len(inputs) != 1 or len(outputs) != 3 * len(ANCHOR_SETTINGS):
@@ -142,6 +142,8 @@ class RetinaFace:
             `DeviceError`.
         download: allow downloading missing zoo files.
         progress: show a progress bar while downloading.
+        threads: onnxruntime intra-op threads of a converted (ONNX) model; ``None`` lets
+            onnxruntime choose. Not used by MXNet checkpoints.
     """
 
     def __init__(
@@ -161,6 +163,7 @@ class RetinaFace:
         device: str = "cpu",
         download: bool | None = None,
         progress: bool = True,
+        threads: int | None = None,
     ) -> None:
         check_options(
             score_threshold=score_threshold, nms_threshold=nms_threshold, max_faces=max_faces
@@ -176,7 +179,7 @@ class RetinaFace:
 
             resolved = resolve(chosen, task="detection", model_dir=model_dir, download=download)
             self._name, self._sha256 = resolved.name, resolved.sha256[0]
-            self._runner = _OnnxRunner(resolved.path, device)
+            self._runner = _OnnxRunner(resolved.path, device, threads)
         else:
             from .._mxnet import resolve_checkpoint
 

@@ -75,6 +75,14 @@ def _read_layout(session: Any, path: os.PathLike[str] | str) -> _Layout:
     )
 
 
+def _check_input(fixed_size: tuple[int, int] | None) -> np.ndarray:
+    """Two fixed pseudo-random ``(2, 3, H, W)`` network inputs in [-1, 1] (``H, W`` the
+    graph's fixed size, else 128×160), for checking a re-batched copy of the graph against
+    the original (`facekit._rebatch`)."""
+    width, height = fixed_size if fixed_size is not None else (160, 128)
+    return np.random.default_rng(0).uniform(-1.0, 1.0, (2, 3, height, width)).astype(np.float32)
+
+
 class SCRFD(OnnxModel):
     """SCRFD detector (InsightFace) running on ONNX Runtime.
 
@@ -90,11 +98,16 @@ class SCRFD(OnnxModel):
             SCRFD at 640 misses faces that fill the whole frame (tight crops such as ORL's);
             a padding of 0.5 finds them. Default 0: photos need none, and `FaceRecognizer`
             retries images without a face with `facekit.detectors.tight.detect_filling`.
-        batch_size: images per ``session.run`` when the graph has a dynamic batch dimension.
+        batch_size: images per ``session.run`` when the graph has a dynamic batch dimension
+            (or ``rebatch`` gave it one).
         max_pixels: largest image accepted, in pixels (see `load_image`).
         device: "cpu", "cuda" or "cuda:N".
         download: allow downloading a missing zoo file (see `resolve`).
         progress: show a progress bar while downloading.
+        rebatch: for a graph whose batch is fixed at 1 (InsightFace's pack exports), run a
+            verified copy with a symbolic batch dimension (`facekit._rebatch`; needs the
+            ``onnx`` package, else images run one by one, as they do with ``rebatch=False``).
+        threads: onnxruntime intra-op threads; ``None`` lets onnxruntime choose.
 
     Keypoint-less exports give landmarks of NaN; recognisers need keypoints, so prefer
     ``*_kps``/``bnkps`` exports.
@@ -115,6 +128,8 @@ class SCRFD(OnnxModel):
         device: str = "cpu",
         download: bool | None = None,
         progress: bool = True,
+        rebatch: bool = True,
+        threads: int | None = None,
     ) -> None:
         check_options(
             score_threshold=score_threshold, nms_threshold=nms_threshold, max_faces=max_faces
@@ -131,8 +146,15 @@ class SCRFD(OnnxModel):
             device=device,
             download=download,
             progress=progress,
+            threads=threads,
         )
         self._layout = _read_layout(self._session, self._model.path)
+        if (
+            rebatch
+            and not self._layout.batch_dynamic
+            and self._use_dynamic_batch(_check_input(self._layout.fixed_size))
+        ):
+            self._layout = _read_layout(self._session, self._model.path)
         self.input_size = self._choose_size(input_size)
         self.score_threshold = score_threshold
         self.nms_threshold = nms_threshold

@@ -44,6 +44,13 @@ def _preprocessing_of_graph(path: Path) -> tuple[float, float]:
     return 127.5, 127.5
 
 
+def _check_input(size: tuple[int, int]) -> np.ndarray:
+    """Fixed pseudo-random network inputs ``(3, 3, H, W)`` in [-1, 1] (three crops), for
+    checking a re-batched copy of the graph against the original (`facekit._rebatch`)."""
+    width, height = size
+    return np.random.default_rng(0).uniform(-1.0, 1.0, (3, 3, height, width)).astype(np.float32)
+
+
 class ArcFace(OnnxModel):
     """ArcFace-style embedder on ONNX Runtime, flip-averaged and L2-normalised.
 
@@ -52,7 +59,8 @@ class ArcFace(OnnxModel):
             file. Unlisted files get InsightFace preprocessing and no thresholds.
         model_dir: directory searched for zoo files first.
         flip: embed each crop and its mirror and sum them (default True).
-        batch_size: crops per ``session.run`` (models with a fixed batch of 1 run one by one).
+        batch_size: faces per ``session.run``; with ``flip`` each face and its mirror go
+            through the same run, so ``n`` faces take ``ceil(n / batch_size)`` runs.
         thresholds: override the model's verification thresholds.
         color: channel order the network wants, "RGB" or "BGR" (overrides the zoo spec;
             unlisted files default to RGB). AdaFace exports want "BGR".
@@ -62,6 +70,10 @@ class ArcFace(OnnxModel):
         device: "cpu", "cuda" or "cuda:N".
         download: allow downloading a missing zoo file.
         progress: show a progress bar while downloading.
+        rebatch: for a graph whose batch is fixed at 1, run a verified copy with a symbolic
+            batch dimension (`facekit._rebatch`; needs the ``onnx`` package, else crops run
+            one by one, as they do with ``rebatch=False``).
+        threads: onnxruntime intra-op threads; ``None`` lets onnxruntime choose.
     """
 
     def __init__(
@@ -78,6 +90,8 @@ class ArcFace(OnnxModel):
         device: str = "cpu",
         download: bool | None = None,
         progress: bool = True,
+        rebatch: bool = True,
+        threads: int | None = None,
     ) -> None:
         if batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
@@ -89,6 +103,7 @@ class ArcFace(OnnxModel):
             device=device,
             download=download,
             progress=progress,
+            threads=threads,
         )
         spec = self._model.spec
         self._input_name, self._size, batch_fixed = self._read_input(spec)
@@ -112,8 +127,11 @@ class ArcFace(OnnxModel):
             if thresholds is not None
             else (spec.thresholds if spec is not None else None)
         )
+        if batch_fixed and rebatch:
+            batch_fixed = not self._use_dynamic_batch(_check_input(self._size))
         self.flip = flip
-        self.batch_size = 1 if batch_fixed else batch_size
+        self.batch_size = batch_size
+        self._fixed_batch = batch_fixed
 
     def _read_input(self, spec: ModelSpec | None) -> tuple[str, tuple[int, int], bool]:
         inputs = self._session.get_inputs()
@@ -182,12 +200,29 @@ class ArcFace(OnnxModel):
         Returns:
             ``(N, D)`` float32, each row of unit L2 norm.
         """
-        return flip_averaged(check_crops(crops, self._size), self._run, self.flip)
+        crops = check_crops(crops, self._size)
+        step = self.batch_size
+        # at least one chunk, so that no crops at all gets flip_averaged's error
+        chunks = range(0, max(crops.shape[0], 1), step)
+        return np.concatenate(
+            [flip_averaged(crops[start : start + step], self._run, self.flip) for start in chunks]
+        )
+
+    @property
+    def batch_dynamic(self) -> bool:
+        """Whether the session takes many crops per run (the graph's batch is dynamic, or
+        a verified re-export made it so); otherwise crops run one by one."""
+        return not self._fixed_batch
 
     def _run(self, crops: np.ndarray) -> np.ndarray:
+        """Raw ``(M, D)`` embeddings of ``(M, H, W, 3)`` crops: one ``session.run``, or one
+        per crop when the graph's batch is fixed at 1."""
         blob = nchw(crops, self._mean, self._std, bgr=self._bgr)
-        parts = [
-            self._session.run(None, {self._input_name: blob[start : start + self.batch_size]})[0]
-            for start in range(0, blob.shape[0], self.batch_size)
-        ]
-        return np.concatenate(parts).astype(np.float32, copy=False)
+        if self._fixed_batch:
+            parts = [
+                self._session.run(None, {self._input_name: blob[row : row + 1]})[0]
+                for row in range(blob.shape[0])
+            ]
+            return np.concatenate(parts).astype(np.float32, copy=False)
+        raw = self._session.run(None, {self._input_name: blob})[0]
+        return np.asarray(raw, dtype=np.float32)

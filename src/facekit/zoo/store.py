@@ -28,6 +28,7 @@ __all__ = [
     "cache_dir",
     "default_model",
     "get_spec",
+    "rebatched_dir",
     "resolve",
     "resolve_dir",
     "search_dirs",
@@ -108,6 +109,12 @@ def cache_dir() -> Path:
         return Path(os.environ[ENV_CACHE]).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base).expanduser() / "facekit"
+
+
+def rebatched_dir() -> Path:
+    """Directory of the verified dynamic-batch copies of fixed-batch ONNX files
+    (`facekit._rebatch`): ``rebatched/`` in `cache_dir`."""
+    return cache_dir() / "rebatched"
 
 
 def search_dirs(model_dir: str | os.PathLike[str] | None = None) -> list[Path]:

@@ -1,0 +1,333 @@
+"""The batched pipeline engine (`facekit.pipeline`) on real weights and real photos: same
+results as the sequential path, input order, per-input errors, bounded memory, threads."""
+
+from __future__ import annotations
+
+import threading
+import tracemalloc
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+from facekit import FaceRecognizer
+from facekit.detectors.tight import detect_filling
+from facekit.errors import ConfigError, FacekitError, ImageError, ModelError, NoFaceError
+from facekit.io import load_image
+from facekit.pipeline import FacePolicy, ImageFaces, Pipeline, choose_face
+from facekit.types import Detection
+
+PHOTOS = [
+    "openface/adams.jpg",
+    "openface/carell.jpg",
+    "openface/clapton-1.jpg",
+    "openface/clapton-2.jpg",
+    "openface/lennon-1.jpg",
+    "openface/lennon-2.jpg",
+    "openface/longoria-cooper.jpg",
+    "insightface_samples/t3.jpg",
+    "insightface_samples/t4.jpg",
+    "insightface_samples/t6.jpg",
+    "mtcnn/ivan.jpg",
+    "mtcnn/no-faces.jpg",  # no face at all: NoFaceError when one face is wanted
+    "facenet_pytorch/multiface.jpg",
+    "orl_faces/s1/1.png",  # tight crops: found by the second pass only
+    "orl_faces/s2/1.png",
+    "openface/aligned/carell.png",
+]
+
+
+Reference = list[list[tuple[Detection, np.ndarray]] | FacekitError]
+References = dict[tuple[int, FacePolicy | None], Reference]
+
+
+@pytest.fixture(scope="module")
+def recognizer(models_dir: Path) -> FaceRecognizer:
+    # a 320x320 detector input keeps the file fast; the engine does not depend on it
+    return FaceRecognizer(
+        detector_model="scrfd_2.5g",
+        embedder_model="mobilefacenet_128d",
+        model_dir=models_dir,
+        detector_options={"input_size": (320, 320)},
+    )
+
+
+@pytest.fixture(scope="module")
+def references(recognizer: FaceRecognizer, photos: list[Path]) -> References:
+    """`_sequential` results by ``(batch_size, choose)``, computed once each."""
+    cases: list[tuple[int, FacePolicy | None]] = [(1, "largest"), (3, "largest"), (16, None)]
+    cases.append((16, "largest"))
+    return {case: _sequential(recognizer, photos, *case) for case in cases}
+
+
+@pytest.fixture(scope="module")
+def photos(data_dir: Path) -> list[Path]:
+    return [data_dir / name for name in PHOTOS]
+
+
+def _sequential(
+    fr: FaceRecognizer, paths: Sequence[Path], batch_size: int, choose: FacePolicy | None
+) -> Reference:
+    """The pre-engine path, written out with the stages' own calls: batches of
+    ``batch_size`` loaded images through ``detect_batch``, the second pass on images with no
+    face, the policy, ``align`` per image and one ``embed`` per batch."""
+    results: Reference = []
+    for start in range(0, len(paths), batch_size):
+        chunk = paths[start : start + batch_size]
+        outcome: dict[int, list[Detection] | FacekitError] = {}
+        loaded: dict[int, np.ndarray] = {}
+        for i, path in enumerate(chunk):
+            try:
+                loaded[i] = fr.load(path)
+            except FacekitError as exc:
+                outcome[i] = exc
+        found = fr.detector.detect_batch(list(loaded.values()))
+        detections = {i: list(d) for i, d in zip(loaded, found, strict=True)}
+        empty = [i for i, d in detections.items() if not d]
+        if choose is not None and empty:
+            filled = detect_filling(fr.detector, [loaded[i] for i in empty])
+            detections.update(zip(empty, filled, strict=True))
+        for i, found_here in detections.items():
+            try:
+                name = f"image {start + i + 1} ({chunk[i]})"
+                outcome[i] = (
+                    found_here if choose is None else [choose_face(found_here, choose, name)]
+                )
+            except FacekitError as exc:
+                outcome[i] = exc
+        crops = [
+            fr.aligner.align(
+                loaded[i],
+                np.stack([d.landmarks for d in dets]),
+                np.array([d.box for d in dets], dtype=np.float64),
+            )
+            for i, dets in sorted(outcome.items())
+            if not isinstance(dets, FacekitError) and dets
+        ]
+        embeddings = iter(fr.embedder.embed(np.concatenate(crops)) if crops else [])
+        for i in range(len(chunk)):
+            dets = outcome[i]
+            if isinstance(dets, FacekitError):
+                results.append(dets)
+            else:
+                results.append([(d, next(embeddings)) for d in dets])
+    return results
+
+
+def _assert_same(
+    got: Sequence[ImageFaces | FacekitError],
+    expected: Reference,
+) -> None:
+    assert len(got) == len(expected)
+    for index, (result, reference) in enumerate(zip(got, expected, strict=True)):
+        if isinstance(reference, FacekitError):
+            assert type(result) is type(reference)
+            assert str(result) == str(reference)
+            continue
+        assert isinstance(result, ImageFaces)
+        assert result.index == index
+        assert len(result.faces) == len(reference)
+        for face, (detection, embedding) in zip(result.faces, reference, strict=True):
+            assert face.detection.box == detection.box
+            assert face.detection.score == detection.score
+            np.testing.assert_array_equal(face.detection.landmarks, detection.landmarks)
+            np.testing.assert_array_equal(face.embedding, embedding)
+
+
+def _engine(fr: FaceRecognizer, workers: int, batch_size: int) -> Pipeline[Path]:
+    return Pipeline(
+        fr.detector, fr.aligner, fr.embedder, load=fr.load, workers=workers, batch_size=batch_size
+    )
+
+
+@pytest.mark.parametrize(("workers", "batch_size"), [(0, 3), (1, 1), (2, 3), (8, 16)])
+def test_engine_equals_the_sequential_path(
+    recognizer: FaceRecognizer,
+    photos: list[Path],
+    references: References,
+    workers: int,
+    batch_size: int,
+) -> None:
+    expected = references[batch_size, "largest"]
+    engine = _engine(recognizer, workers, batch_size)
+    got = list(engine.run(iter(photos), choose="largest", name=lambda i, p: f"image {i + 1} ({p})"))
+    _assert_same(got, expected)
+    # the cases the photos were picked for really happen
+    assert isinstance(got[PHOTOS.index("mtcnn/no-faces.jpg")], NoFaceError)
+    orl = got[PHOTOS.index("orl_faces/s1/1.png")]
+    assert isinstance(orl, ImageFaces)
+    assert len(orl.detections) == 1
+    multi = got[PHOTOS.index("facenet_pytorch/multiface.jpg")]
+    assert isinstance(multi, ImageFaces)
+    assert len(multi.detections) > 3
+    assert len(multi.faces) == 1
+
+
+def test_every_face_mode_equals_the_sequential_path(
+    recognizer: FaceRecognizer,
+    photos: list[Path],
+    references: References,
+) -> None:
+    expected = references[16, None]
+    got = recognizer.faces_batch(iter(photos))  # the facade, default workers and batch size
+    results = [
+        ImageFaces(i, tuple(f.detection for f in faces), tuple(faces), (0, 0))
+        for i, faces in enumerate(got)
+    ]
+    _assert_same(results, expected)
+    assert sum(len(faces) for faces in got) > len(photos)
+
+
+def test_corrupt_file_among_50_inputs_gets_its_error_in_its_place(
+    recognizer: FaceRecognizer, photos: list[Path], tmp_path: Path
+) -> None:
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(photos[0].read_bytes()[:2000])  # a truncated JPEG
+    usable = [p for p in photos if p.name != "no-faces.jpg"]
+    inputs = [usable[i % len(usable)] for i in range(49)]
+    inputs.insert(25, corrupt)
+    results = recognizer.embed_each(inputs, batch_size=8)
+    assert len(results) == 50
+    assert isinstance(results[25], ImageError)
+    assert str(corrupt) in str(results[25])
+    others = results[:25] + results[26:]
+    assert all(isinstance(r, np.ndarray) for r in others)
+    # the same input gives the same embedding wherever it is in the run
+    by_path: dict[Path, np.ndarray] = {}
+    for path, result in zip(inputs, results, strict=True):
+        if path != corrupt:
+            assert isinstance(result, np.ndarray)
+            np.testing.assert_array_equal(by_path.setdefault(path, result), result)
+
+
+def _small_frames(data_dir: Path, count: int) -> Iterator[np.ndarray]:
+    """``count`` frames from a generator that re-uses three small arrays."""
+    faces = [
+        cv2.resize(
+            load_image(data_dir / name),
+            (160, 160),
+            interpolation=cv2.INTER_AREA,
+        )
+        for name in ("openface/clapton-2.jpg", "mtcnn/ivan.jpg", "openface/carell.jpg")
+    ]
+    for i in range(count):
+        yield faces[i % 3]
+
+
+def _peak_bytes(engine: Pipeline[Any], frames: Iterator[np.ndarray]) -> tuple[int, int]:
+    """tracemalloc peak while running ``frames`` through, and how many results came."""
+    tracemalloc.start()
+    try:
+        count = sum(1 for result in engine.run(frames) if isinstance(result, ImageFaces))
+        return tracemalloc.get_traced_memory()[1], count
+    finally:
+        tracemalloc.stop()
+
+
+def test_memory_is_flat_over_a_long_generator(recognizer: FaceRecognizer, data_dir: Path) -> None:
+    detector = recognizer.detector.with_input_size((160, 160))  # type: ignore[attr-defined]
+    engine = Pipeline(
+        detector,
+        recognizer.aligner,
+        recognizer.embedder,
+        load=recognizer.load,
+        workers=2,
+        batch_size=4,
+    )
+    _peak_bytes(engine, _small_frames(data_dir, 8))  # one-time allocations (warm-up)
+    short, short_count = _peak_bytes(engine, _small_frames(data_dir, 60))
+    long, long_count = _peak_bytes(engine, _small_frames(data_dir, 180))
+    assert (short_count, long_count) == (60, 180)
+    # kept, 180 results of a 112x112 crop and a 128-d embedding each would add ~7 MB
+    assert long < 1.3 * short, (short, long)
+
+
+def test_closing_early_leaks_no_threads(recognizer: FaceRecognizer, photos: list[Path]) -> None:
+    before = threading.active_count()
+    endless = (photos[i % len(photos)] for i in range(10_000))
+    results = _engine(recognizer, 3, 2).run(endless, choose="largest")
+    taken = [next(results) for _ in range(3)]
+    assert threading.active_count() > before  # the engine's threads are running
+    results.close()
+    assert threading.active_count() == before
+    assert len(taken) == 3
+    # breaking out of a for loop closes it too
+    for _ in recognizer.pipeline().run(photos[:3] * 10):
+        break
+    assert threading.active_count() == before
+
+
+class _FailingDetector:
+    """The real detector, failing on its second batch as a broken model would."""
+
+    def __init__(self, detector: object) -> None:
+        self._detector = detector
+        self.calls = 0
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        return self.detect_batch([image])[0]
+
+    def detect_batch(self, images: Sequence[np.ndarray]) -> list[list[Detection]]:
+        self.calls += 1
+        if self.calls == 2:
+            raise ModelError("the detector's session failed")
+        return self._detector.detect_batch(images)  # type: ignore[attr-defined,no-any-return]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_errors_of_a_stage_or_of_the_input_end_the_run_without_hanging(
+    recognizer: FaceRecognizer, photos: list[Path], workers: int
+) -> None:
+    before = threading.active_count()
+    failing = Pipeline(
+        _FailingDetector(recognizer.detector),
+        recognizer.aligner,
+        recognizer.embedder,
+        load=recognizer.load,
+        workers=workers,
+        batch_size=2,
+    )
+    results = failing.run(photos)
+    assert isinstance(next(results), ImageFaces)
+    with pytest.raises(ModelError, match="session failed"):
+        list(results)
+
+    def broken_input() -> Iterator[Path]:
+        yield photos[0]
+        raise OSError("the input source went away")
+
+    with pytest.raises(OSError, match="went away"):
+        list(_engine(recognizer, workers, 1).run(broken_input()))
+
+    def broken_load(path: Path) -> np.ndarray:
+        raise RuntimeError(f"bug while loading {path}")
+
+    engine = Pipeline(
+        recognizer.detector,
+        recognizer.aligner,
+        recognizer.embedder,
+        load=broken_load,
+        workers=workers,
+    )
+    with pytest.raises(RuntimeError, match="bug while loading"):
+        list(engine.run(photos))
+    assert threading.active_count() == before
+
+
+def test_options_are_checked(recognizer: FaceRecognizer) -> None:
+    for options in ({"workers": -1}, {"batch_size": 0}, {"prefetch": 0}, {"workers": True}):
+        with pytest.raises(ConfigError):
+            Pipeline(
+                recognizer.detector,
+                recognizer.aligner,
+                recognizer.embedder,
+                load=recognizer.load,
+                **options,
+            )
+    with pytest.raises(ConfigError, match="workers"):
+        FaceRecognizer(recognizer.detector, recognizer.embedder, workers=-2)
+    with pytest.raises(ConfigError, match="threads"):
+        FaceRecognizer(recognizer.detector, recognizer.embedder, threads=0)
