@@ -21,7 +21,9 @@ Contenders, in one process, alternating within every round with the order rotate
 
 - all faces of every image: facekit ``FaceRecognizer(detector_model="scrfd_2.5g",
   embedder_model="mobilefacenet_128d").faces_batch(paths)`` with its defaults
-  (flip-averaged embeddings), the same with ``embedder_options={"flip": False}``, and insightface
+  (flip-averaged embeddings), the same with ``embedder_options={"flip": False}``, with
+  ``workers=0`` (no lanes: every stage in the caller's thread) and with
+  ``detector_options={"trim": False}`` (every image in a whole 640x640 input), and insightface
   ``FaceAnalysis`` (detection + recognition, ``det_size=(640, 640)``, ``det_thresh=0.5``)
   ``.get(cv2.imread(path))`` per path, which embeds every face once;
 - one face per image: facekit ``embed_each(paths)`` (largest face; images without a face
@@ -62,9 +64,10 @@ from typing import Any
 import cv2
 import numpy as np
 import onnxruntime as ort
-from _rounds import alternate
+from _rounds import alternate, median_ratio
 
 import facekit
+import facekit.pipeline
 from facekit import FaceRecognizer
 from facekit.detectors._common import letterbox  # the exact letterbox facekit applies
 
@@ -371,6 +374,49 @@ def stream_rows(
     return lines, f"{frames} frames of 640x360 mp4v ({video.stat().st_size // 1024} KiB)"
 
 
+def grid_report(
+    app: Any,
+    paths: Sequence[Path],
+    common: dict[str, Any],
+    rounds: int,
+    lanes: Sequence[int],
+    batches: Sequence[int],
+) -> str:
+    """images/s of facekit (flip on, all faces) for each number of lanes and batch size,
+    as a ratio to insightface's, alternating with it (the defaults are chosen from this)."""
+    contenders: dict[str, Callable[[], int]] = {
+        "insightface 2.1": functools.partial(insightface_all, app, paths)
+    }
+    for workers in lanes:
+        recognizer = FaceRecognizer(
+            detector_model="scrfd_2.5g",
+            embedder_model="mobilefacenet_128d",
+            workers=workers,
+            **common,
+        )
+        for batch in batches:
+            engine = recognizer.pipeline(batch_size=batch)
+            contenders[f"{workers},{batch}"] = functools.partial(
+                lambda e: sum(len(r.faces) for r in e.run(paths)), engine
+            )
+    for work in contenders.values():
+        work()
+    times = alternate(contenders, rounds)
+    lines = [
+        f"facekit flip on, images/s ÷ insightface's (median over {rounds} rounds; "
+        f"sessions get cores // workers threads, {os.cpu_count()} cores)\n",
+        f"| workers \\ batch | {' | '.join(map(str, batches))} |",
+        "|---|" + "---:|" * len(batches),
+    ]
+    for workers in lanes:
+        cells = [
+            f"{median_ratio(times, 'insightface 2.1', f'{workers},{batch}'):.2f}"
+            for batch in batches
+        ]
+        lines.append(f"| {workers} | {' | '.join(cells)} |")
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -384,6 +430,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--video-frames", type=int, default=150, help="stream video length")
     parser.add_argument("--stream-rounds", type=int, default=3, help="stream rounds (3)")
     parser.add_argument("--skip-stream", action="store_true", help="leave the stream rows out")
+    parser.add_argument(
+        "--grid",
+        action="store_true",
+        help="instead of the main table: facekit (flip on) for each --grid-workers x "
+        "--grid-batches against insightface",
+    )
+    parser.add_argument("--grid-workers", default="0,1,2,3,4", help="lanes tried (0,1,2,3,4)")
+    parser.add_argument("--grid-batches", default="1,4,16", help="batch sizes tried (1,4,16)")
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.min_inputs < 1:
         parser.error("--rounds and --min-inputs must be >= 1")
@@ -392,7 +446,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     started = time.perf_counter()
     start_state = machine()
-    models, data = args.shared / "models", args.shared / "data"
+    models, data = args.shared.resolve() / "models", args.shared.resolve() / "data"
     for needed in (models / DETECTOR_FILE, models / EMBEDDER_FILE, data):
         if not needed.exists():
             parser.error(f"{needed} is missing (pass --shared)")
@@ -411,12 +465,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         embedder_options={"flip": False},
         **common,
     )
+    sequential = FaceRecognizer(
+        detector_model="scrfd_2.5g", embedder_model="mobilefacenet_128d", workers=0, **common
+    )
+    untrimmed = FaceRecognizer(
+        detector_model="scrfd_2.5g",
+        embedder_model="mobilefacenet_128d",
+        detector_options={"trim": False},
+        **common,
+    )
+    if args.grid:
+        print(f"{len(paths)} inputs; grid ...", file=sys.stderr)
+        workers = [int(v) for v in args.grid_workers.split(",")]
+        batches = [int(v) for v in args.grid_batches.split(",")]
+        print(grid_report(app, paths, common, args.rounds, workers, batches))
+        return 0
     floor_on, floor_off, floor_faces = floor_work(flip_off, paths, models)
 
     contenders: dict[str, Callable[[], int]] = {
         "facekit, flip on (default)": functools.partial(facekit_all, flip_on, paths),
         "insightface 2.1": functools.partial(insightface_all, app, paths),
         "facekit, flip off": functools.partial(facekit_all, flip_off, paths),
+        "facekit, flip on, `workers=0` (no lanes)": functools.partial(
+            facekit_all, sequential, paths
+        ),
+        "facekit, flip on, `trim=False` (640×640 inputs)": functools.partial(
+            facekit_all, untrimmed, paths
+        ),
         "facekit `embed_each`, flip on": functools.partial(facekit_one, flip_on, paths),
         "insightface, largest face": functools.partial(insightface_largest, app, paths),
         "floor: bare `session.run`, flip on work": floor_on,
@@ -459,6 +534,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"- {args.rounds} rounds after a warm-up round, contenders alternating, order rotated")
     print("- ONNX Runtime sessions:")
     print(thread_settings("facekit (flip on)", sessions_in(flip_on)))
+    print(
+        f"- facekit lanes: workers = {flip_on.workers}, batch {facekit.pipeline.DEFAULT_BATCH_SIZE}"
+    )
     print(thread_settings("insightface", [m.session for m in app.models.values()]))
     print("- floor: two sessions with ORT's default options (as insightface's)")
     print(
@@ -476,9 +554,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         seconds = statistics.median(times[name])
         print(f"| {name} | {counts[name]} | {seconds:.2f} | {n / seconds:.1f} | {shown} |")
     print(
-        "\nRows 1–3 and 6–7 embed every face (`faces_batch`, `FaceAnalysis.get`); rows 4–5 "
-        "one face per image (`embed_each` against insightface's largest face); the "
-        "embed_each row is compared with row 5, the others with row 2."
+        "\nThe `embed_each` row embeds one face per image and is compared with insightface's "
+        "largest face; every other row embeds every face (`faces_batch`, `FaceAnalysis.get`) "
+        "and is compared with `insightface 2.1`."
     )
     if stream_lines:
         print(f"\nStream, {stream_note}, {args.stream_rounds} rounds:\n")

@@ -17,7 +17,7 @@ from facekit import FaceRecognizer
 from facekit.detectors.tight import detect_filling
 from facekit.errors import ConfigError, FacekitError, ImageError, ModelError, NoFaceError
 from facekit.io import load_image
-from facekit.pipeline import FacePolicy, ImageFaces, Pipeline, choose_face
+from facekit.pipeline import FacePolicy, ImageFaces, Pipeline, available_cores, choose_face
 from facekit.types import Detection
 
 PHOTOS = [
@@ -135,6 +135,10 @@ def _assert_same(
             assert face.detection.score == detection.score
             np.testing.assert_array_equal(face.detection.landmarks, detection.landmarks)
             np.testing.assert_array_equal(face.embedding, embedding)
+
+
+def _numbered(index: int, path: Path) -> str:
+    return f"image {index + 1} ({path})"
 
 
 def _engine(fr: FaceRecognizer, workers: int, batch_size: int) -> Pipeline[Path]:
@@ -261,18 +265,18 @@ def test_closing_early_leaks_no_threads(recognizer: FaceRecognizer, photos: list
 
 
 class _FailingDetector:
-    """The real detector, failing on its second batch as a broken model would."""
+    """The real detector, failing as a broken model would on the batch holding an image
+    of ``fatal_shape`` (lanes may call it in any order)."""
 
-    def __init__(self, detector: object) -> None:
+    def __init__(self, detector: object, fatal_shape: tuple[int, ...]) -> None:
         self._detector = detector
-        self.calls = 0
+        self._fatal_shape = fatal_shape
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         return self.detect_batch([image])[0]
 
     def detect_batch(self, images: Sequence[np.ndarray]) -> list[list[Detection]]:
-        self.calls += 1
-        if self.calls == 2:
+        if any(image.shape == self._fatal_shape for image in images):
             raise ModelError("the detector's session failed")
         return self._detector.detect_batch(images)  # type: ignore[attr-defined,no-any-return]
 
@@ -282,8 +286,10 @@ def test_errors_of_a_stage_or_of_the_input_end_the_run_without_hanging(
     recognizer: FaceRecognizer, photos: list[Path], workers: int
 ) -> None:
     before = threading.active_count()
+    fatal_shape = recognizer.load(photos[2]).shape
+    assert all(recognizer.load(p).shape != fatal_shape for p in photos[:2])
     failing = Pipeline(
-        _FailingDetector(recognizer.detector),
+        _FailingDetector(recognizer.detector, fatal_shape),
         recognizer.aligner,
         recognizer.embedder,
         load=recognizer.load,
@@ -318,7 +324,7 @@ def test_errors_of_a_stage_or_of_the_input_end_the_run_without_hanging(
 
 
 def test_options_are_checked(recognizer: FaceRecognizer) -> None:
-    for options in ({"workers": -1}, {"batch_size": 0}, {"prefetch": 0}, {"workers": True}):
+    for options in ({"workers": -1}, {"batch_size": 0}, {"batch_size": True}, {"workers": True}):
         with pytest.raises(ConfigError):
             Pipeline(
                 recognizer.detector,
@@ -331,3 +337,79 @@ def test_options_are_checked(recognizer: FaceRecognizer) -> None:
         FaceRecognizer(recognizer.detector, recognizer.embedder, workers=-2)
     with pytest.raises(ConfigError, match="threads"):
         FaceRecognizer(recognizer.detector, recognizer.embedder, threads=0)
+
+
+class _Overlaps:
+    """The real detector, counting how many threads are inside ``detect_batch`` at once;
+    ``meet`` makes each call wait (up to 10 s) for a call from another thread."""
+
+    def __init__(self, detector: Any, *, concurrent: bool, meet: bool) -> None:
+        self._detector = detector
+        self.concurrent = concurrent
+        self._meeting = threading.Barrier(2, timeout=10) if meet else None
+        self._lock = threading.Lock()
+        self.inside = 0
+        self.most = 0
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        return self.detect_batch([image])[0]
+
+    def detect_batch(self, images: Sequence[np.ndarray]) -> list[list[Detection]]:
+        with self._lock:
+            self.inside += 1
+            self.most = max(self.most, self.inside)
+        try:
+            if self._meeting is not None and not self._meeting.broken:
+                self._meeting.wait()
+            return self._detector.detect_batch(images)  # type: ignore[no-any-return]
+        finally:
+            with self._lock:
+                self.inside -= 1
+
+
+def test_lanes_share_a_concurrent_model_and_serialise_any_other(
+    recognizer: FaceRecognizer, photos: list[Path], references: References
+) -> None:
+    expected = references[(3, "largest")]
+    # a model that says it is concurrent is called by both lanes at once: the two calls
+    # meet at the barrier (had the lanes taken turns, the first would wait 10 s and fail)
+    shared = _Overlaps(recognizer.detector, concurrent=True, meet=True)
+    engine = Pipeline(
+        shared,
+        recognizer.aligner,
+        recognizer.embedder,
+        load=recognizer.load,
+        workers=2,
+        batch_size=3,
+    )
+    _assert_same(list(engine.run(photos[:6], choose="largest")), expected[:6])
+    assert shared.most == 2
+    # one that does not say so is never called by two lanes at once, by any of 4 lanes
+    alone = _Overlaps(recognizer.detector, concurrent=False, meet=False)
+    engine = Pipeline(
+        alone,
+        recognizer.aligner,
+        recognizer.embedder,
+        load=recognizer.load,
+        workers=4,
+        batch_size=3,
+    )
+    _assert_same(list(engine.run(photos, choose="largest", name=_numbered)), expected)
+    assert alone.most == 1
+    assert recognizer.detector.concurrent
+    assert recognizer.embedder.concurrent
+
+
+def test_each_session_gets_its_share_of_the_cores(models_dir: Path) -> None:
+    cores = available_cores()
+    for workers, threads, expected in [(2, None, max(1, cores // 2)), (0, None, 0), (3, 1, 1)]:
+        fr = FaceRecognizer(
+            detector_model="scrfd_500m",
+            embedder_model="mobilefacenet_128d",
+            model_dir=models_dir,
+            workers=workers,
+            threads=threads,
+        )
+        for model in (fr.detector, fr.embedder):
+            options = model._session.get_session_options()  # type: ignore[attr-defined]
+            assert options.intra_op_num_threads == expected

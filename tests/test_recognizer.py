@@ -288,6 +288,21 @@ def test_options_a_backend_does_not_take_are_a_config_error(models_dir: Path) ->
         )
 
 
+@pytest.mark.parametrize("embedder", ["facenet", "adaface"])
+def test_options_handed_on_to_a_base_class_are_checked(embedder: str) -> None:
+    from facekit import registry
+
+    # FaceNet and AdaFace take ``**options`` for TorchEmbedder: those are checked too, so
+    # a misspelt or foreign option (ONNX ``threads``) is a ConfigError, not a TypeError
+    takes = registry.options_of("embedder", embedder)
+    assert takes is not None
+    assert {"model_dir", "flip", "device", "trust_checkpoint"} <= takes
+    assert "threads" not in takes
+    for option in ("threads", "fliip"):
+        with pytest.raises(ConfigError, match=f"embedder {embedder!r} takes no option '{option}'"):
+            registry.create("embedder", embedder, None, **{option: 1})
+
+
 def test_registry_accepts_third_party_backends(models_dir: Path, data_dir: Path) -> None:
     from facekit import registry
 

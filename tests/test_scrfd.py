@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -207,3 +208,57 @@ def test_unusable_device_is_an_error(models_dir: Path) -> None:
         SCRFD("scrfd_500m", model_dir=models_dir, device="cuda")
     with pytest.raises(DeviceError, match="unknown device"):
         SCRFD("scrfd_500m", model_dir=models_dir, device="tpu")
+
+
+class _ShapeSpy:
+    """Records the input shapes a session is run on."""
+
+    def __init__(self, session: Any) -> None:
+        self._session = session
+        self.shapes: list[tuple[int, ...]] = []
+
+    def run(self, names: Any, feed: dict[str, np.ndarray]) -> Any:
+        self.shapes.extend(tuple(blob.shape) for blob in feed.values())
+        return self._session.run(names, feed)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._session, name)
+
+
+@pytest.mark.parametrize("model", ["scrfd_2.5g", "scrfd_500m"])
+def test_trimmed_input_finds_the_same_faces_for_less_work(
+    models_dir: Path, data_dir: Path, model: str
+) -> None:
+    # portrait, landscape, wide group photo, square: sizes 800x1061, 1280x886, 1200x630,
+    # 561x561 at 640 trim to 512x640, 640x448, 640x352 and 640x640 network inputs
+    names = ["openface/adams.jpg", "insightface_samples/t1.jpg", "facenet_pytorch/multiface.jpg"]
+    images = [data_dir / name for name in [*names, "mtcnn/ivan.jpg"]]
+    trimmed = SCRFD(model, model_dir=models_dir)
+    square = SCRFD(model, model_dir=models_dir, trim=False)
+    assert trimmed.trim
+    assert not square.trim
+    spy = _ShapeSpy(trimmed._session)
+    trimmed._session = spy
+    found = trimmed.detect_batch(images)
+    assert sorted(spy.shapes) == sorted(
+        [(1, 3, 640, 512), (1, 3, 448, 640), (1, 3, 352, 640), (1, 3, 640, 640)]
+    )
+    total = 0
+    for image, got, reference in zip(images, found, square.detect_batch(images), strict=True):
+        assert len(got) == len(reference) > 0, image
+        for a, b in zip(got, reference, strict=True):
+            width = b.box[2] - b.box[0]
+            assert abs(a.score - b.score) < 0.05
+            assert np.abs(np.subtract(a.box, b.box)).max() < 0.05 * width
+            assert np.abs(a.landmarks - b.landmarks).max() < 0.05 * width
+        total += len(got)
+    assert total >= 10
+
+
+def test_trim_is_off_for_a_fixed_size_graph(models_dir: Path, data_dir: Path) -> None:
+    fixed = SCRFD(models_dir / "scrfd/scrfd_2.5g_kps_640x640.onnx", trim=True)
+    assert not fixed.trim
+    spy = _ShapeSpy(fixed._session)
+    fixed._session = spy
+    assert fixed.detect(data_dir / "openface/adams.jpg")
+    assert spy.shapes == [(1, 3, 640, 640)]

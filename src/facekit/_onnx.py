@@ -82,7 +82,14 @@ class OnnxModel:
         model_dir, download, progress: see `facekit.zoo.resolve`.
         device: see `providers_for`.
         threads: intra-op threads of the session (see `open_session`).
+
+    Attributes:
+        concurrent: ``True``: several threads may call the model at once (ONNX Runtime's
+            ``session.run`` is thread-safe and the subclasses keep no per-call state), so
+            the pipeline's lanes (`facekit.pipeline`) run it side by side.
     """
+
+    concurrent = True
 
     def __init__(
         self,

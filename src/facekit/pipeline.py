@@ -2,7 +2,7 @@
 
 Interface::
 
-    Pipeline(detector, aligner, embedder, *, load, workers=1, batch_size=16, prefetch=None)
+    Pipeline(detector, aligner, embedder, *, load, workers=2, batch_size=4)
     Pipeline.run(inputs, *, choose=None, fill=False, embed=True, name=describe)
         -> Iterator[ImageFaces | FacekitError]
 
@@ -12,28 +12,29 @@ Interface::
 others. An error that is not about one input (a model that fails, an input iterator that
 raises, a bug) ends the run: it is raised to the caller.
 
-Stages and queues (``workers >= 1``)::
+Lanes (``workers >= 1``)::
 
-    inputs ──▶ decode pool (workers threads, ≤ prefetch images ahead)
-           ──▶ detector thread (batch_size images: detect, second pass, choose, align)
-           ──▶ queue (2 batches) ──▶ embedder thread (one embedder call per batch)
-           ──▶ queue (2 batches) ──▶ caller
+    inputs ─▶ lane 1: take batch_size inputs, decode, detect, align, embed ─┐
+          ─▶ lane 2: take the next batch,    decode, detect, align, embed ─┼─▶ reorder ─▶ caller
+          ─▶ ... (workers lanes)                                           ┘
 
-Decoding (Pillow and OpenCV release the GIL) runs ahead of detection, and the detector
-works on batch n + 1 while the embedder works on batch n. Memory is bounded by the queues
-(about ``prefetch + 5 × batch_size`` images in flight), not by the input's length. Closing
-the result iterator early (``break``) stops and joins every thread.
+Each lane takes the next batch of inputs and carries it through every stage; the caller
+gets the batches back in input order. Decoding (Pillow, OpenCV) and ONNX Runtime release
+the GIL, so the lanes use as many cores as there are lanes. A model whose ``concurrent``
+attribute is true (the ONNX Runtime backends: ``session.run`` is thread-safe) is called by
+every lane at once; any other model is called by one lane at a time (a lock), so lanes
+then overlap one lane's detection with another's embedding. At most ``workers + 8``
+batches are in flight, whatever the input's length. Closing the result iterator early
+(``break``) stops and joins every thread.
 
 ``workers=0`` runs everything in the caller's thread, one stage after the other.
 """
 
 from __future__ import annotations
 
-import queue
+import os
 import threading
-from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Generic, Literal, TypeVar
 
@@ -51,6 +52,7 @@ __all__ = [
     "ImageFaces",
     "Loaded",
     "Pipeline",
+    "available_cores",
     "choose_face",
 ]
 
@@ -59,17 +61,26 @@ T = TypeVar("T")
 FacePolicy = Literal["largest", "best", "error"] | int
 """Which face of an image to use when one is needed (see `facekit.recognizer.FacePolicy`)."""
 
-DEFAULT_BATCH_SIZE = 16
-"""Images detected and embedded together."""
+DEFAULT_BATCH_SIZE = 4
+"""Images a lane takes at once (detected together, their crops embedded together).
+On CPU a larger batch is no faster per image (ONNX Runtime convolves image by image) and
+balances the lanes worse; on a GPU pass a larger one."""
 
-DEFAULT_WORKERS = 1
-"""Decode threads of the overlapped pipeline. Measured on 2 shared cores (SCRFD-2.5G +
-MobileFaceNet, 50 shared photos and crops, alternating rounds): overlapped 6-12 % more
-images/s than ``workers=0``; 2 decode threads no better than 1 (docs/architecture.md)."""
+DEFAULT_WORKERS = 2
+"""Lanes of the pipeline; chosen by measurement, see docs/benchmarks.md."""
 
-_QUEUE_BATCHES = 2
-"""Batches waiting between the detector and the embedder, and between the embedder and
-the caller."""
+_WAITING_BATCHES = 8
+"""Finished batches (their results: crops and embeddings, no images) that may wait for
+the caller beyond one per lane, so that lanes go on while one works through a batch with
+many faces."""
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
 
 _POLL_S = 0.05
 """How often a blocked thread checks whether the run was stopped, in seconds."""
@@ -140,13 +151,12 @@ class Pipeline(Generic[T]):
         embedder: the `Embedder` (one ``embed`` call per batch of crops).
         load: turns one input into an ``(H, W, 3)`` uint8 RGB array, or a `Loaded`;
             raises `FacekitError` for a bad input. Called from decode threads.
-        workers: decode threads; ``0`` runs every stage in the caller's thread, one after
-            the other (no threads at all).
+        workers: lanes (module docstring); ``0`` runs every stage in the caller's thread,
+            one after the other (no threads at all).
         batch_size: images per detector call, and whose crops go in one embedder call.
-        prefetch: decoded images held ahead of the detector (default ``2 × batch_size``).
 
     Raises:
-        ConfigError: ``workers`` below 0, ``batch_size`` or ``prefetch`` below 1.
+        ConfigError: ``workers`` below 0 or ``batch_size`` below 1.
     """
 
     def __init__(
@@ -158,22 +168,17 @@ class Pipeline(Generic[T]):
         load: Callable[[T], np.ndarray | Loaded],
         workers: int = DEFAULT_WORKERS,
         batch_size: int = DEFAULT_BATCH_SIZE,
-        prefetch: int | None = None,
     ) -> None:
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
             raise ConfigError(f"workers must be an integer >= 0, got {workers!r}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {batch_size!r}")
-        prefetch = 2 * batch_size if prefetch is None else prefetch
-        if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 1:
-            raise ConfigError(f"prefetch must be at least 1, got {prefetch!r}")
         self.detector = detector
         self.aligner = aligner
         self.embedder = embedder
         self.load = load
         self.workers = workers
         self.batch_size = batch_size
-        self.prefetch = prefetch
 
     def run(
         self,
@@ -187,7 +192,7 @@ class Pipeline(Generic[T]):
         """One result per input, in input order (see the module's docstring).
 
         Args:
-            inputs: consumed lazily, at most ``prefetch`` + a few batches ahead.
+            inputs: consumed lazily, at most ``workers + 8`` batches ahead.
             choose: pick one face per image with this policy (``"largest"``, ``"best"``,
                 ``"error"`` or an index) and embed only it; no face, or several under
                 ``"error"``, is that input's error. Implies ``fill``.
@@ -205,7 +210,7 @@ class Pipeline(Generic[T]):
         numbered = (_Numbered(i, item, namer(i, item)) for i, item in enumerate(inputs))
         if self.workers == 0:
             return stage.sequential(numbered)
-        return _overlapped(stage, numbered, self.workers, self.prefetch)
+        return _overlapped(stage, numbered, self.workers, self.workers + _WAITING_BATCHES)
 
 
 def _describe(_index: int, item: object) -> str:
@@ -337,97 +342,98 @@ def _take(iterator: Iterator[_Numbered[T]], count: int) -> list[_Numbered[T]]:
 
 
 def _overlapped(
-    stage: _Stages[T], numbered: Iterator[_Numbered[T]], workers: int, prefetch: int
+    stage: _Stages[T], numbered: Iterator[_Numbered[T]], lanes: int, in_flight: int
 ) -> Generator[ImageFaces | FacekitError, None, None]:
     """The threaded pipeline (module docstring); its threads stop when it is closed."""
-    stop = threading.Event()
-    to_embed: queue.Queue[object] = queue.Queue(_QUEUE_BATCHES)
-    results: queue.Queue[object] = queue.Queue(_QUEUE_BATCHES)
-    pool = ThreadPoolExecutor(workers, thread_name_prefix="facekit-decode")
     size = stage.pipeline.batch_size
+    stop = threading.Event()
+    changed = threading.Condition()
+    slots = threading.Semaphore(in_flight)
+    taking = threading.Lock()
+    finished: dict[int, list[ImageFaces | FacekitError] | _Failure] = {}
+    state = {"taken": 0, "end": -1}  # batches handed out; how many there are, once known
+    detect_lock = _lock_unless_concurrent(stage.pipeline.detector)
+    embed_lock = _lock_unless_concurrent(stage.pipeline.embedder)
 
-    def detecting() -> None:
-        pending: deque[Future[_Item[T]]] = deque()
-        exhausted = False
-        try:
-            while not stop.is_set():
-                batch: list[_Item[T]] = []
-                while len(batch) < size and not stop.is_set():
-                    while not exhausted and len(pending) < prefetch:
-                        following = next(numbered, None)
-                        if following is None:
-                            exhausted = True
-                        else:
-                            pending.append(pool.submit(stage.decode, following))
-                    if not pending:
-                        break
-                    batch.append(pending.popleft().result())
-                if not batch:
-                    break
-                if not _put(to_embed, stage.detect(batch), stop):
-                    return
-            _put(to_embed, _DONE, stop)
-        except BaseException as exc:
-            _put(to_embed, _Failure(exc), stop)
-        finally:
-            for future in pending:
-                future.cancel()
+    def publish(sequence: int, outcome: list[ImageFaces | FacekitError] | _Failure) -> None:
+        with changed:
+            finished[sequence] = outcome
+            changed.notify_all()
 
-    def embedding() -> None:
-        try:
-            while True:
-                batch = _get(to_embed, stop)
-                if batch is None:
+    def lane() -> None:
+        while not stop.is_set():
+            if not slots.acquire(timeout=_POLL_S):
+                continue
+            with taking:
+                if state["end"] >= 0:
+                    slots.release()
                     return
-                if batch is _DONE or isinstance(batch, _Failure):
-                    _put(results, batch, stop)
+                sequence = state["taken"]
+                failure: _Failure | None = None
+                try:
+                    batch = _take(numbered, size)
+                except BaseException as exc:  # the caller's iterator failed: end the run
+                    batch, failure = [], _Failure(exc)
+                if failure is not None or not batch:
+                    with changed:
+                        state["end"] = sequence + (failure is not None)
+                        changed.notify_all()
+                    if failure is not None:
+                        publish(sequence, failure)
+                    else:
+                        slots.release()
                     return
-                if not _put(results, stage.finish(batch), stop):  # type: ignore[arg-type]
-                    return
-        except BaseException as exc:
-            _put(results, _Failure(exc), stop)
+                state["taken"] = sequence + 1
+            try:
+                items = [stage.decode(n) for n in batch]
+                with detect_lock:
+                    items = stage.detect(items)
+                with embed_lock:
+                    outcome: list[ImageFaces | FacekitError] | _Failure = stage.finish(items)
+            except BaseException as exc:  # a model or a bug: end the run
+                outcome = _Failure(exc)
+            publish(sequence, outcome)
 
     threads = [
-        threading.Thread(target=detecting, name="facekit-detect", daemon=True),
-        threading.Thread(target=embedding, name="facekit-embed", daemon=True),
+        threading.Thread(target=lane, name=f"facekit-lane-{i}", daemon=True) for i in range(lanes)
     ]
     try:
         for thread in threads:
             thread.start()
+        sequence = 0
         while True:
-            got = _get(results, stop)
-            if got is _DONE or got is None:
+            with changed:
+                while sequence not in finished and sequence != state["end"]:
+                    changed.wait(_POLL_S)
+                outcome = finished.pop(sequence, None)
+            if outcome is None:
                 return
-            if isinstance(got, _Failure):
-                raise got.error
-            yield from got  # type: ignore[misc]
+            slots.release()
+            if isinstance(outcome, _Failure):
+                raise outcome.error
+            yield from outcome
+            sequence += 1
     finally:
         stop.set()
         for thread in threads:
             if thread.ident is not None:
                 thread.join()
-        pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _put(target: queue.Queue[object], value: object, stop: threading.Event) -> bool:
-    """Put ``value`` unless the run stops first; whether it was put."""
-    while not stop.is_set():
-        try:
-            target.put(value, timeout=_POLL_S)
-        except queue.Full:
-            continue
-        return True
-    return False
+class _NoLock:
+    """A context manager that does nothing (a stage every lane may run at once)."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *_exc: object) -> None:
+        return None
 
 
-def _get(source: queue.Queue[object], stop: threading.Event) -> object | None:
-    """The next value, or ``None`` when the run stops first."""
-    while not stop.is_set():
-        try:
-            return source.get(timeout=_POLL_S)
-        except queue.Empty:
-            continue
-    return None
+def _lock_unless_concurrent(model: object) -> threading.Lock | _NoLock:
+    """A lock serialising a model's calls across lanes, unless the model says (with a true
+    ``concurrent`` attribute) that several threads may call it at once."""
+    return _NoLock() if getattr(model, "concurrent", False) is True else threading.Lock()
 
 
 def choose_face(detections: Sequence[Detection], policy: FacePolicy, where: str) -> Detection:

@@ -14,7 +14,12 @@ __all__ = ["Aligner", "Detector", "Embedder"]
 
 @runtime_checkable
 class Detector(Protocol):
-    """Finds faces: image → boxes, scores and 5 landmarks."""
+    """Finds faces: image → boxes, scores and 5 landmarks.
+
+    A backend that several threads may call at once says so with a class attribute
+    ``concurrent = True`` (not part of the protocol: without it the pipeline calls the
+    backend from one thread at a time). The same holds for embedders.
+    """
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         """Faces in one ``(H, W, 3)`` uint8 RGB image, highest score first."""

@@ -27,7 +27,14 @@ from .errors import (
 from .gallery import Aggregate, EmbedderInfo, Gallery
 from .gallery.sources import content_sha256, folder_sources
 from .io import DEFAULT_MAX_PIXELS, ImageInput, describe, load_image, read_image_file
-from .pipeline import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS, ImageFaces, Loaded, Pipeline
+from .pipeline import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_WORKERS,
+    ImageFaces,
+    Loaded,
+    Pipeline,
+    available_cores,
+)
 from .pipeline import FacePolicy as _FacePolicy
 from .protocols import Aligner, Detector, Embedder
 from .types import (
@@ -112,12 +119,14 @@ class FaceRecognizer:
         quality: the filter faces must pass to be enrolled (default `QualityFilter()`).
         channel_order: channel order of numpy array inputs (see `ChannelOrder`): ``"bgr"``
             for arrays from OpenCV. Each method taking images can override it per call.
-        workers: decode threads of the batched pipeline (`facekit.pipeline`); with
-            ``workers >= 1`` decoding, detection and embedding overlap in threads; ``0`` runs
-            them one after the other in the calling thread.
-        threads: ONNX Runtime intra-op threads for backends built by name that take a
-            ``threads`` option; when the pipeline overlaps detection and embedding they are
-            split between the two sessions. ``None``: the backends' default.
+        workers: lanes of the batched pipeline (`facekit.pipeline`): each takes the next
+            few inputs through decoding, detection, alignment and embedding, side by side
+            with the others; ``0`` runs everything in the calling thread. The default, 2,
+            was the fastest on 2 cores (docs/benchmarks.md).
+        threads: ONNX Runtime intra-op threads of each session, for backends built by name
+            that take a ``threads`` option. ``None``: the machine's cores shared among the
+            lanes (``cores // workers``, at least 1), or onnxruntime's own choice with
+            ``workers=0``.
 
     When one face per image is wanted (`embed`, `embed_each`, `verify`, `enroll`, and
     `identify` when nothing is found) and the detector finds no face, a second pass made
@@ -156,21 +165,21 @@ class FaceRecognizer:
         ):
             raise ConfigError(f"threads must be a positive integer or None, got {threads!r}")
         self.workers = workers
-        detector_threads, embedder_threads = _split_threads(threads, overlapped=workers > 0)
+        session_threads = _session_threads(threads, workers)
         common = {"model_dir": model_dir, "device": device, "download": download}
         self.detector: Detector = _build(
             "detector",
             detector,
             detector_model,
             {**common, "max_pixels": max_pixels, **(detector_options or {})},
-            detector_threads,
+            session_threads,
         )
         self.embedder: Embedder = _build(
             "embedder",
             embedder,
             embedder_model,
             {**common, **(embedder_options or {})},
-            embedder_threads,
+            session_threads,
         )
         self.aligner: Aligner = (
             aligner if aligner is not None else aligner_for(self.embedder.template)
@@ -418,7 +427,7 @@ class FaceRecognizer:
         source: str | os.PathLike[str] | Iterable[tuple[str, ImageInput]],
         *,
         face: Literal["largest", "best", "error"] = "largest",
-        batch_size: int = 16,
+        batch_size: int = DEFAULT_BATCH_SIZE,
         progress: bool = True,
         aligned: bool = False,
     ) -> EnrollReport:
@@ -662,12 +671,9 @@ def _build(
     stage: registry.Stage, value: Any, model: Any, options: dict[str, Any], threads: int | None
 ) -> Any:
     if isinstance(value, str):
-        if threads is not None and "threads" not in options:
-            try:
-                return registry.create(stage, value, model, **options, threads=threads)
-            except ConfigError as exc:  # a backend without intra-op threads to set
-                if "takes no option 'threads'" not in str(exc):
-                    raise
+        takes = registry.options_of(stage, value)
+        if threads is not None and "threads" not in options and takes and "threads" in takes:
+            options = {**options, "threads": threads}
         return registry.create(stage, value, model, **options)
     if model is not None:
         raise ConfigError(f"{stage}_model applies to a {stage} given by name, not an instance")
@@ -690,13 +696,14 @@ def _check_policy(policy: FacePolicy) -> FacePolicy:
     return policy
 
 
-def _split_threads(threads: int | None, *, overlapped: bool) -> tuple[int | None, int | None]:
-    """Intra-op threads of the detector and embedder sessions: all of ``threads`` for each
-    when they run one after the other, split between them when they run concurrently (the
-    detector, the heavier model, gets the odd one). ``None`` stays ``None``."""
-    if threads is None or not overlapped or threads < 2:
-        return threads, threads
-    return threads - threads // 2, threads // 2
+def _session_threads(threads: int | None, workers: int) -> int | None:
+    """Intra-op threads of each session: ``threads`` when given; else the cores shared
+    among the pipeline's lanes, which run their sessions side by side (more threads per
+    session than that oversubscribe the cores: measured in docs/benchmarks.md); else
+    (``workers=0``) ``None``, onnxruntime's choice."""
+    if threads is not None or workers == 0:
+        return threads
+    return max(1, available_cores() // workers)
 
 
 class _Loader:

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from .errors import ConfigError
 
-__all__ = ["Stage", "available", "create", "register"]
+__all__ = ["Stage", "available", "create", "options_of", "register"]
 
 Stage = Literal["detector", "embedder"]
 """The pipeline stages that have named backends."""
@@ -95,6 +95,35 @@ def available(stage: Stage) -> list[str]:
     return _REGISTRY.names(stage)
 
 
+def options_of(stage: Stage, name: str) -> frozenset[str] | None:
+    """The keyword options the ``stage`` backend ``name`` takes, following ``**options``
+    that a class hands on to its base class's ``__init__``; ``None`` when that cannot be
+    told (a factory without a signature, or one taking any keyword).
+
+    Raises:
+        ConfigError: no backend has that name.
+    """
+    return _keywords(_REGISTRY.factory(stage, name))
+
+
+def _keywords(factory: Callable[..., Any]) -> frozenset[str] | None:
+    try:
+        parameters = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    named = frozenset(
+        p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    )
+    if not any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return named
+    if isinstance(factory, type):
+        for base in factory.__mro__[1:]:
+            if base is not object and "__init__" in vars(base):
+                inherited = _keywords(vars(base)["__init__"])
+                return None if inherited is None else named | inherited
+    return None
+
+
 def create(stage: Stage, name: str, model: str | None = None, **options: Any) -> Any:
     """Build the ``stage`` backend ``name`` for ``model`` with backend ``options``.
 
@@ -102,6 +131,10 @@ def create(stage: Stage, name: str, model: str | None = None, **options: Any) ->
         ConfigError: no backend has that name, or it takes no such option.
     """
     factory = _REGISTRY.factory(stage, name)
+    known = _keywords(factory)
+    unknown = sorted(set(options) - known) if known is not None else []
+    if unknown:
+        raise ConfigError(f"the {stage} {name!r} takes no option {', '.join(map(repr, unknown))}")
     try:
         signature = inspect.signature(factory)
     except ValueError:  # no signature to check (a builtin or C factory): let it decide
@@ -109,7 +142,5 @@ def create(stage: Stage, name: str, model: str | None = None, **options: Any) ->
     try:
         signature.bind(model, **options)
     except TypeError as exc:
-        unknown = sorted(set(options) - set(signature.parameters))
-        what = f"takes no option {', '.join(map(repr, unknown))}" if unknown else f"({exc})"
-        raise ConfigError(f"the {stage} {name!r} {what}") from None
+        raise ConfigError(f"the {stage} {name!r} ({exc})") from None
     return factory(model, **options)

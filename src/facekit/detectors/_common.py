@@ -53,7 +53,7 @@ class Letterbox:
 
 
 def letterbox(
-    image: np.ndarray, size: tuple[int, int], padding: float = 0.0
+    image: np.ndarray, size: tuple[int, int], padding: float = 0.0, multiple: int | None = None
 ) -> tuple[np.ndarray, Letterbox]:
     """Fit ``image`` into ``size = (width, height)`` keeping its aspect ratio.
 
@@ -62,6 +62,10 @@ def letterbox(
         size: network input ``(width, height)``.
         padding: black margin added on every side, as a fraction of the image's longer
             side, so faces that fill the whole image still look like faces to the network.
+        multiple: crop the canvas to the resized image and its margins, rounded up to a
+            multiple of this many pixels (for fully convolutional networks: a 4:3 photo
+            in a 640×640 input then costs 640×480); ``None`` keeps the whole ``size``.
+            The scale is the same either way.
 
     Returns:
         The ``(height, width, 3)`` uint8 canvas and the `Letterbox` to undo it.
@@ -73,6 +77,9 @@ def letterbox(
     offset = round(margin * scale)
     new_w = max(1, min(width - offset, round(w * scale)))
     new_h = max(1, min(height - offset, round(h * scale)))
+    if multiple is not None:
+        width = min(width, -(-(new_w + 2 * offset) // multiple) * multiple)
+        height = min(height, -(-(new_h + 2 * offset) // multiple) * multiple)
     canvas = np.zeros((height, width, 3), dtype=np.uint8)
     interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
     canvas[offset : offset + new_h, offset : offset + new_w] = cv2.resize(

@@ -209,6 +209,13 @@ class RetinaFace:
         self._anchors: dict[tuple[int, int, int], np.ndarray] = {}
 
     @property
+    def concurrent(self) -> bool:
+        """Whether several threads may call `detect_batch` at once: with an ONNX file
+        (``session.run`` is thread-safe), not with an MXNet checkpoint (its module is
+        re-bound to each input shape)."""
+        return isinstance(self._runner, _OnnxRunner)
+
+    @property
     def name(self) -> str:
         """Zoo name, checkpoint prefix name, or ONNX file name."""
         return self._name
