@@ -141,9 +141,17 @@ def _numbered(index: int, path: Path) -> str:
     return f"image {index + 1} ({path})"
 
 
-def _engine(fr: FaceRecognizer, workers: int, batch_size: int) -> Pipeline[Path]:
+def _engine(
+    fr: FaceRecognizer, workers: int, batch_size: int, detector: Any = None
+) -> Pipeline[Path]:
+    """The engine with ``fr``'s models (``detector`` replacing its detector)."""
     return Pipeline(
-        fr.detector, fr.aligner, fr.embedder, load=fr.load, workers=workers, batch_size=batch_size
+        detector if detector is not None else fr.detector,
+        fr.aligner,
+        fr.embedder,
+        load=fr.load,
+        workers=workers,
+        batch_size=batch_size,
     )
 
 
@@ -374,26 +382,12 @@ def test_lanes_share_a_concurrent_model_and_serialise_any_other(
     # a model that says it is concurrent is called by both lanes at once: the two calls
     # meet at the barrier (had the lanes taken turns, the first would wait 10 s and fail)
     shared = _Overlaps(recognizer.detector, concurrent=True, meet=True)
-    engine = Pipeline(
-        shared,
-        recognizer.aligner,
-        recognizer.embedder,
-        load=recognizer.load,
-        workers=2,
-        batch_size=3,
-    )
+    engine = _engine(recognizer, 2, 3, shared)
     _assert_same(list(engine.run(photos[:6], choose="largest")), expected[:6])
     assert shared.most == 2
     # one that does not say so is never called by two lanes at once, by any of 4 lanes
     alone = _Overlaps(recognizer.detector, concurrent=False, meet=False)
-    engine = Pipeline(
-        alone,
-        recognizer.aligner,
-        recognizer.embedder,
-        load=recognizer.load,
-        workers=4,
-        batch_size=3,
-    )
+    engine = _engine(recognizer, 4, 3, alone)
     _assert_same(list(engine.run(photos, choose="largest", name=_numbered)), expected)
     assert alone.most == 1
     assert recognizer.detector.concurrent
