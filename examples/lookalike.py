@@ -40,7 +40,7 @@ def main() -> None:
         model_dir=args.model_dir,
         gallery=Gallery(None),  # in memory: a look-alike search needs no file
     )
-    from facekit.gallery.sources import folder_sources
+    from facekit.sources import folder_sources
 
     people = [(name, path) for name, path in folder_sources(args.people) if name not in args.skip]
     report = fr.enroll(people, progress=False)

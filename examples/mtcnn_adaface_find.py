@@ -27,7 +27,7 @@ import numpy as np
 from facekit import Face, FaceRecognizer
 from facekit.draw import save_image, side_by_side
 from facekit.errors import ConfigError, FacekitError
-from facekit.gallery.sources import IMAGE_SUFFIXES
+from facekit.sources import IMAGE_SUFFIXES
 
 
 def embed_largest_faces(

@@ -28,9 +28,9 @@ from facekit.detectors import RetinaFace
 from facekit.draw import draw_faces, save_image
 from facekit.embedders.arcface_mxnet import ArcFaceMXNet
 from facekit.gallery import EmbedderInfo, Gallery
-from facekit.gallery.sources import folder_sources
 from facekit.io import load_image
 from facekit.quality import QualityFilter
+from facekit.sources import folder_sources
 
 
 def main() -> None:

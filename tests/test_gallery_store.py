@@ -5,10 +5,12 @@ folders, crafted files, old (version 1) files, and the memory search and opening
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import errno
 import hashlib
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -17,6 +19,7 @@ import time
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -25,7 +28,7 @@ from facekit import FaceRecognizer
 from facekit.errors import GalleryError
 from facekit.gallery import SCHEMA_VERSION, EmbedderInfo, Gallery
 from facekit.gallery.index import BLOCK_BYTES
-from facekit.gallery.store import Store
+from facekit.gallery.store import Position, SampleRecord, Snapshot, SQLiteStore
 
 INFO = EmbedderInfo("m", "a" * 64, 4, "arcface112", True)
 EYE = np.eye(4, dtype=np.float32)
@@ -281,14 +284,14 @@ def test_reading_only_what_changed(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     path = tmp_path / "g.facekit"
     long_lived, writer = Gallery(path, embedder=INFO), Gallery(path)
     loads: list[tuple[bool, int]] = []
-    load = Store.load
+    load = SQLiteStore.load
 
-    def counting(store: Store, dim: int, since: object = None) -> object:
+    def counting(store: SQLiteStore, dim: int, since: object = None) -> object:
         snapshot = load(store, dim, since)  # type: ignore[arg-type]
         loads.append((snapshot.full, snapshot.embeddings.shape[0]))
         return snapshot
 
-    monkeypatch.setattr(Store, "load", counting)
+    monkeypatch.setattr(SQLiteStore, "load", counting)
     for start in range(0, 400, 40):  # both write, in an order that interleaves identities
         for i in range(start, start + 40):
             (long_lived if i % 3 else writer).add(names[i], vectors[i])
@@ -516,7 +519,9 @@ def test_empty_files_and_create_false_never_write(tmp_path: Path) -> None:
         before = existing.read_bytes(), existing.stat().st_mtime_ns
         with Gallery(existing, create=False, embedder=INFO) as gallery:
             gallery.identities()
-            assert gallery._store._db.execute("PRAGMA trusted_schema").fetchone() == (0,)
+            store = gallery._store
+            assert isinstance(store, SQLiteStore)
+            assert store._db.execute("PRAGMA trusted_schema").fetchone() == (0,)
         assert (existing.read_bytes(), existing.stat().st_mtime_ns) == before
     with pytest.raises(GalleryError, match="no such gallery"):
         Gallery(tmp_path / "missing.facekit", create=False)
@@ -626,7 +631,7 @@ def test_memory_of_opening_and_searching_100k_identities(
     identities, dim = 100_000, 128
     vectors = big_gallery(tmp_path / "big.facekit", identities, dim)
     embedding_bytes = vectors.nbytes
-    opened, gallery = peak_above(lambda: Gallery(tmp_path / "big.facekit"))
+    opened, gallery = peak_above(lambda: Gallery(tmp_path / "big.facekit", index="exact"))
     assert isinstance(gallery, Gallery)
     # the embeddings once, plus names (about 60 bytes each) and owner/start indices
     assert opened < 1.1 * embedding_bytes + 100 * identities
@@ -647,3 +652,110 @@ def test_memory_of_opening_and_searching_100k_identities(
         f"+{mean / 2**20:.0f} MiB (mean)"
     )
     gallery.close()
+
+
+# --- bulk writes (issue 13) ----------------------------------------------------------------
+
+
+def _columns(n: int) -> dict[str, Any]:
+    """Metadata columns for ``n`` samples; content hashes repeat (17 distinct)."""
+    return {
+        "sources": [f"photos/{i}.jpg" if i % 4 else None for i in range(n)],
+        "content_sha256": [
+            hashlib.sha256(bytes([i % 17])).hexdigest() if i % 5 else None for i in range(n)
+        ],
+        "boxes": [(1.0, 2.0, 30.0, 40.0 + i) if i % 3 else None for i in range(n)],
+        "scores": [0.5 + i / (4 * n) if i % 2 else None for i in range(n)],
+    }
+
+
+def _without_time(records: list[SampleRecord]) -> list[SampleRecord]:
+    return [dataclasses.replace(record, added=0.0) for record in records]
+
+
+def test_add_many_equals_adding_one_at_a_time(tmp_path: Path) -> None:
+    rng = np.random.default_rng(11)
+    n = 60
+    vectors = unit(rng, n, 4)
+    names = [f"p{int(i)}" for i in rng.integers(0, 12, size=n)]
+    columns = _columns(n)
+    known = columns["content_sha256"][1]
+    with (
+        Gallery(tmp_path / "one.facekit", embedder=INFO) as one,
+        Gallery(tmp_path / "bulk.facekit", embedder=INFO) as bulk,
+    ):
+        for gallery in (one, bulk):
+            gallery.add("p0", EYE[0], content_sha256=[known])  # this content is known already
+        single = 0
+        for i in range(n):
+            row: dict[str, Any] = {key: [column[i]] for key, column in columns.items()}
+            single += one.add(names[i], vectors[i], **row)
+        assert bulk.add_many(names, vectors, **columns) == single
+        assert single < n  # the repeated and the known hashes were skipped
+        assert bulk.identities() == one.identities()
+        assert bulk.counts() == one.counts()
+        for name in one.identities():
+            assert np.array_equal(bulk.embeddings(name), one.embeddings(name))
+            assert _without_time(bulk.samples(name)) == _without_time(one.samples(name))
+        assert bulk.known_content([known, "f" * 64]) == {known}
+        unhashed = sum(digest is None for digest in columns["content_sha256"])
+        assert bulk.add_many(names, vectors, **columns) == unhashed  # a re-run adds no content
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"identities": ["a", "b"]}, "2 identities for 3 embeddings"),
+        ({"identities": ["a", " ", "b"]}, "invalid identity name"),
+        ({"identities": ["a", 7, "b"]}, "invalid identity name"),
+        ({"embeddings": 2 * EYE[:3]}, "L2-normalised"),
+        ({"embeddings": np.full((3, 4), np.nan, np.float32)}, "finite"),
+        ({"embeddings": EYE[:3, :3]}, "must be (n, 4)"),
+        ({"sources": ["x"]}, "sources has 1 entries for 3 embeddings"),
+        ({"scores": [1.0] * 4}, "scores has 4 entries for 3 embeddings"),
+        ({"embedder": EmbedderInfo("other", "b" * 64, 4, "arcface112", True)}, "another"),
+    ],
+)
+def test_add_many_refuses_bad_input_and_adds_nothing(
+    tmp_path: Path, change: dict[str, Any], message: str
+) -> None:
+    arguments: dict[str, Any] = {"identities": ["a", "b", "a"], "embeddings": EYE[:3]}
+    with Gallery(tmp_path / "g.facekit", embedder=INFO) as gallery:
+        gallery.add("z", EYE[3])
+        with pytest.raises(GalleryError, match=re.escape(message)):
+            gallery.add_many(**{**arguments, **change})
+        assert gallery.counts() == {"z": 1}
+
+
+@pytest.mark.slow
+def test_add_many_of_100k_identities_in_one_transaction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    count, dim = 100_000, 128
+    vectors = unit(np.random.default_rng(5), count + 1, dim)
+    names = [f"id{i:06d}" for i in range(count)]
+    info = EmbedderInfo("m", "a" * 64, dim, "arcface112", True)
+    with Gallery(tmp_path / "big.facekit", embedder=info, index="exact") as gallery:
+        commits: list[str] = []
+        store = gallery._store
+        assert isinstance(store, SQLiteStore)
+        store._db.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
+        assert gallery.add_many(names, vectors[:count]) == count
+        assert commits == ["COMMIT"]
+        assert len(gallery) == count
+        found = gallery.search(vectors[[0, 4_321, count - 1]], threshold=0.99)
+        assert [f.identity for f in found] == [names[0], names[4_321], names[-1]]
+        # one more sample: the next search reads only that row, not the 100k again
+        loads: list[tuple[bool, int]] = []
+        load = SQLiteStore.load
+
+        def counting(store: SQLiteStore, dim: int, since: Position | None = None) -> Snapshot:
+            snapshot = load(store, dim, since)
+            loads.append((snapshot.full, snapshot.embeddings.shape[0]))
+            return snapshot
+
+        monkeypatch.setattr(SQLiteStore, "load", counting)
+        assert gallery.add("newcomer", vectors[count]) == 1
+        assert gallery.search(vectors[count], threshold=0.99)[0].identity == "newcomer"
+        assert loads == [(False, 1)]
+        assert gallery.num_samples == count + 1

@@ -25,7 +25,6 @@ from .errors import (
     NoFaceError,
 )
 from .gallery import Aggregate, EmbedderInfo, Gallery
-from .gallery.sources import content_sha256, folder_sources
 from .io import DEFAULT_MAX_PIXELS, ImageInput, describe, load_image, read_image_file
 from .pipeline import (
     DEFAULT_BATCH_SIZE,
@@ -37,6 +36,8 @@ from .pipeline import (
 )
 from .pipeline import FacePolicy as _FacePolicy
 from .protocols import Aligner, Detector, Embedder
+from .sources import content_sha256, folder_sources
+from .thresholds import load_thresholds
 from .types import (
     Detection,
     EnrolledFace,
@@ -114,8 +115,9 @@ class FaceRecognizer:
         download: allow downloading missing zoo files (``None``: unless ``$FACEKIT_OFFLINE``).
         detector_options: extra keyword arguments for a detector built by name.
         embedder_options: extra keyword arguments for an embedder built by name.
-        gallery: a gallery file (opened, or created when missing) or a `Gallery`, for
-            `enroll` and `identify`; it must have been made by this embedder.
+        gallery: a gallery location (opened, or created when missing: a file path, or a
+            ``milvus-lite:///...`` / ``milvus://...`` URI, see `Gallery`) or a `Gallery`,
+            for `enroll` and `identify`; it must have been made by this embedder.
         quality: the filter faces must pass to be enrolled (default `QualityFilter()`).
         channel_order: channel order of numpy array inputs (see `ChannelOrder`): ``"bgr"``
             for arrays from OpenCV. Each method taking images can override it per call.
@@ -186,8 +188,6 @@ class FaceRecognizer:
         )
         self.face = face
         if isinstance(thresholds, (str, os.PathLike)):
-            from .evaluation.calibration import load_thresholds
-
             thresholds = load_thresholds(thresholds, self.embedder)
         self._thresholds = thresholds
         self.max_pixels = max_pixels

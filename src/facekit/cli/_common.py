@@ -8,6 +8,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ..gallery import Gallery
     from ..protocols import Detector
     from ..recognizer import FaceRecognizer
 
@@ -129,21 +130,25 @@ def detector(args: argparse.Namespace) -> Detector:
     return built
 
 
+def recognizer_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The `FaceRecognizer` keyword arguments the model options give."""
+    return {
+        "detector": args.detector,
+        "embedder": args.embedder,
+        "detector_model": args.detector_model,
+        "embedder_model": args.embedder_model,
+        "model_dir": args.model_dir,
+        "device": args.device,
+        "detector_options": args.detector_options,
+        "thresholds": args.thresholds,
+    }
+
+
 def recognizer(args: argparse.Namespace, **options: Any) -> FaceRecognizer:
     """A `FaceRecognizer` from the model options (and ``options``)."""
     from ..recognizer import FaceRecognizer
 
-    return FaceRecognizer(
-        detector=args.detector,
-        embedder=args.embedder,
-        detector_model=args.detector_model,
-        embedder_model=args.embedder_model,
-        model_dir=args.model_dir,
-        device=args.device,
-        detector_options=args.detector_options,
-        thresholds=args.thresholds,
-        **options,
-    )
+    return FaceRecognizer(**recognizer_options(args), **options)
 
 
 def face_policy(value: str) -> Any:
@@ -173,6 +178,27 @@ def _flat(value: Any) -> bool:
     if isinstance(value, list):
         return all(not isinstance(item, (list, dict)) for item in value)
     return not isinstance(value, dict)
+
+
+def add_index_option(parser: argparse.ArgumentParser) -> None:
+    """``--index``: how a gallery is searched."""
+    from ..gallery.backends import INDEX_NAMES
+
+    parser.add_argument(
+        "--index",
+        choices=INDEX_NAMES,
+        default="auto",
+        help="gallery search: exact, hnsw or ivf (approximate, re-ranked exactly; needs "
+        "facekit[ann]), or auto (exact for small galleries, hnsw for large ones)",
+    )
+
+
+def open_gallery(args: argparse.Namespace) -> Gallery:
+    """The existing gallery ``--gallery`` (a file or a URI), searched with ``--index``."""
+    from ..gallery import Gallery
+
+    location = args.gallery if "://" in args.gallery else existing_gallery(args.gallery)
+    return Gallery(location, create=False, index=args.index)
 
 
 def existing_gallery(path: str) -> str:

@@ -19,6 +19,7 @@ from ._common import (
     print_json,
     progress,
     recognizer,
+    recognizer_options,
 )
 
 if TYPE_CHECKING:
@@ -53,6 +54,17 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="the images are already-aligned face crops at the embedder's size (112x112 "
         "for ArcFace): embed them as they are, without detection",
     )
+    enroll.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help='detect and embed on a Ray cluster (pip install "facekit[ray]"): at ADDRESS '
+        "(auto, host:6379, ray://head:10001), or a local one when no address is given",
+    )
+    enroll.add_argument(
+        "--actors", type=int, metavar="N", help="with --ray: actors (default: one per GPU or CPU)"
+    )
     add_progress_option(enroll)
     enroll.add_argument("--json", action="store_true", help="print JSON instead of text")
     enroll.set_defaults(run=run)
@@ -61,6 +73,12 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace) -> int:
     """Enrol the folder. Exit code 1 when nothing was added and nothing was already there;
     130 on Ctrl-C (what was added is kept: running the command again resumes)."""
+    if args.ray is not None:
+        return _run_on_ray(args)
+    if args.actors is not None:
+        from ..errors import ConfigError
+
+        raise ConfigError("--actors applies to --ray only")
     fr = recognizer(args, gallery=args.gallery)
     try:
         with _per_file_log(shown=args.verbose):
@@ -68,19 +86,59 @@ def run(args: argparse.Namespace) -> int:
                 args.folder, face=args.face, aligned=args.aligned, progress=progress(args)
             )
     except KeyboardInterrupt:
-        print(
-            f"facekit: interrupted; the images enrolled so far are saved in {args.gallery}: "
-            "run the same command again to resume (they are skipped)",
-            file=sys.stderr,
-        )
-        return 130
+        return _interrupted(args)
+    where = str(fr.gallery.path) if fr.gallery.path is not None else args.gallery
+    return _summary(args, report, where, len(fr.gallery))
+
+
+def _run_on_ray(args: argparse.Namespace) -> int:
+    """``--ray``: `facekit.distributed.enroll`, then the same summary."""
+    from ..distributed import enroll
+    from ..errors import ConfigError, GalleryError
+    from ..gallery import Gallery
+
+    if args.aligned:
+        raise ConfigError("--aligned is not supported with --ray")
+    try:
+        with _per_file_log(shown=args.verbose):
+            report = enroll(
+                args.folder,
+                gallery=args.gallery,
+                address=args.ray or None,
+                actors=args.actors,
+                face=args.face,
+                progress=progress(args),
+                **recognizer_options(args),
+            )
+    except KeyboardInterrupt:
+        return _interrupted(args)
+    try:
+        with Gallery(args.gallery, create=False) as gallery:
+            identities = len(gallery)
+    except GalleryError:
+        if report.added or report.skipped:
+            raise
+        identities = 0  # no image to enrol: the gallery was not created
+    return _summary(args, report, args.gallery, identities)
+
+
+def _interrupted(args: argparse.Namespace) -> int:
+    print(
+        f"facekit: interrupted; the images enrolled so far are saved in {args.gallery}: "
+        "run the same command again to resume (they are skipped)",
+        file=sys.stderr,
+    )
+    return 130
+
+
+def _summary(args: argparse.Namespace, report: EnrollReport, where: str, identities: int) -> int:
+    """Print what ``report`` says (text or JSON) about the gallery at ``where``, which holds
+    ``identities`` now; exit code 1 when nothing was added and nothing was already there."""
     nothing = not report.added and not report.skipped
     if args.json:
-        print_json(
-            {**report.to_dict(), "gallery": str(fr.gallery.path), "identities": len(fr.gallery)}
-        )
+        print_json({**report.to_dict(), "gallery": where, "identities": identities})
     else:
-        print(f"{report} -> {fr.gallery.path}: {len(fr.gallery)} identities")
+        print(f"{report} -> {where}: {identities} identities")
         for line in summary_lines(report, args.folder, aligned=args.aligned):
             print(line)
     if nothing:

@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, StreamError
 from ._common import (
+    add_index_option,
     add_model_options,
     add_progress_option,
     command,
-    existing_gallery,
+    open_gallery,
     print_json,
     progress,
     recognizer,
@@ -34,7 +35,12 @@ _DEFAULT_FPS = 25.0
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     identify = command(commands, "identify", "who is in these photos, or in this video?")
     identify.add_argument("images", nargs="*", metavar="IMAGE", help="image files")
-    identify.add_argument("--gallery", required=True, help="gallery file (see facekit enroll)")
+    identify.add_argument(
+        "--gallery",
+        required=True,
+        help="gallery file (see facekit enroll), or a milvus-lite:///... or milvus://... URI",
+    )
+    add_index_option(identify)
     add_model_options(identify)
     identify.add_argument("--top-k", type=int, default=1, help="candidates listed per face")
     identify.add_argument(
@@ -72,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     from ..draw import draw_matches
 
     targets = planned_drawing(args)
-    fr = recognizer(args, gallery=existing_gallery(args.gallery))
+    fr = recognizer(args, gallery=open_gallery(args))
 
     def work(path: str) -> tuple[np.ndarray, Sequence[FaceMatch]]:
         image = fr.load(path)
@@ -111,7 +117,7 @@ def _run_video(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out is not None else None
     if out is not None and os.path.lexists(out) and not args.overwrite:
         raise ConfigError(f"{out} already exists: pass --overwrite to replace it")
-    fr = recognizer(args, gallery=existing_gallery(args.gallery))
+    fr = recognizer(args, gallery=open_gallery(args))
     frames = stream(fr, source, every=args.every, threshold=args.threshold, top_k=args.top_k)
     fps, total = _rate_and_length(source)
     log = TrackLog()

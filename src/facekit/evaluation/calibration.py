@@ -1,25 +1,21 @@
-"""Calibrating the two verdict thresholds on the user's own pairs, and the small JSON file
-that carries them to ``FaceRecognizer(thresholds="calib.json")``.
+"""Calibrating the two verdict thresholds on the user's own pairs, written to the small
+JSON file (`facekit.thresholds`) that carries them to
+``FaceRecognizer(thresholds="calib.json")``.
 
 ``likely`` is the accuracy-optimal threshold on the pairs; ``same`` is the lowest threshold
 whose false-accept rate on them is at most the target (default 1e-3), raised to ``likely``
 if it would fall below it. The file records the embedder it was made with (name and
-weights sha256): loading it for another embedder is an error, since thresholds do not
-carry over between models.
+weights sha256).
 """
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import ConfigError
+from ..thresholds import CalibrationFile, load_thresholds
 from ..types import Thresholds
 from .metrics import best_threshold, tar_at, threshold_at_far
 
@@ -28,62 +24,6 @@ if TYPE_CHECKING:
     from .verification import VerificationReport
 
 __all__ = ["CalibrationFile", "calibrate_pairs", "load_thresholds"]
-
-_FORMAT = "facekit-thresholds"
-_VERSION = 1
-
-
-@dataclass(frozen=True, slots=True)
-class CalibrationFile:
-    """Calibrated thresholds with what they were measured on.
-
-    Attributes:
-        thresholds: the two thresholds and their protocol.
-        embedder: name of the embedder.
-        embedder_sha256: its weights' sha256.
-        detector: name of the detector that found the faces.
-        target_far: the false-accept rate ``same`` was chosen for.
-        likely_accuracy: accuracy at ``likely`` on the pairs.
-        same_far: measured FAR at ``same``.
-        same_tar: measured TAR at ``same``.
-    """
-
-    thresholds: Thresholds
-    embedder: str
-    embedder_sha256: str
-    detector: str
-    target_far: float
-    likely_accuracy: float
-    same_far: float
-    same_tar: float
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON document."""
-        return {
-            "format": _FORMAT,
-            "version": _VERSION,
-            "likely": self.thresholds.likely,
-            "same": self.thresholds.same,
-            "protocol": self.thresholds.protocol,
-            "embedder": self.embedder,
-            "embedder_sha256": self.embedder_sha256,
-            "detector": self.detector,
-            "target_far": self.target_far,
-            "likely_accuracy": self.likely_accuracy,
-            "same_far": self.same_far,
-            "same_tar": self.same_tar,
-        }
-
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the JSON file atomically (temporary name, then renamed)."""
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(dir=target.parent, prefix=target.name, suffix=".part")
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(self.to_dict(), out, indent=2)
-            out.write("\n")
-        os.replace(temp, target)
-        return target
 
 
 def calibrate_pairs(
@@ -130,36 +70,3 @@ def calibrate_pairs(
         same_far=same_far,
         same_tar=same_tar,
     )
-
-
-def load_thresholds(path: str | os.PathLike[str], embedder: Embedder | None = None) -> Thresholds:
-    """The thresholds of a calibration file.
-
-    Args:
-        embedder: if given, the file must have been made with it (same weights sha256).
-
-    Raises:
-        ConfigError: unreadable or malformed file, or one made with another embedder.
-    """
-    source = Path(path)
-    try:
-        data = json.loads(source.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot read thresholds file {source}: {exc}") from None
-    if not isinstance(data, dict) or data.get("format") != _FORMAT:
-        raise ConfigError(f"{source} is not a facekit thresholds file (facekit calibrate)")
-    if data.get("version") != _VERSION:
-        raise ConfigError(f"{source} has version {data.get('version')}, this facekit reads 1")
-    try:
-        thresholds = Thresholds(
-            float(data["likely"]), float(data["same"]), str(data.get("protocol", ""))
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ConfigError(f"{source} lacks valid 'likely'/'same' values: {exc}") from None
-    if embedder is not None and data.get("embedder_sha256") != embedder.sha256:
-        raise ConfigError(
-            f"{source} was calibrated for {data.get('embedder')!r} (sha256 "
-            f"{str(data.get('embedder_sha256'))[:12]}...), not for {embedder.name!r} (sha256 "
-            f"{embedder.sha256[:12]}...): thresholds do not carry over between models"
-        )
-    return thresholds

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..gallery.index import ExactIndex
-from ..gallery.sources import folder_sources
+from ..sources import folder_sources
 from .metrics import threshold_at_far
 from .verification import Embeddings, embed_images
 

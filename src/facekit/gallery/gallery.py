@@ -12,11 +12,16 @@ from types import TracebackType
 import numpy as np
 
 from ..errors import ConfigError, GalleryError
+from .backends import IndexName, index_factory, open_store
 from .binding import EmbedderInfo
 from .index import Aggregate, ExactIndex
-from .store import Position, SampleRecord, Snapshot, Store
+from .protocols import VectorIndex
+from .store import Position, SampleRecord, Snapshot, SQLiteStore
 
 __all__ = ["Gallery", "Identification"]
+
+_STALE = object()
+"""A change token no store returns: the in-memory index must be refreshed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,25 +45,35 @@ class Gallery:
     """Enrolled identities with their embeddings, bound to the embedder that made them.
 
     Args:
-        path: the gallery file (created if missing), or ``None`` for an in-memory gallery.
-        embedder: the binding of the embedder that will add or query embeddings; if the file
-            is bound to another embedder, opening fails. ``None`` accepts the file's binding.
-        create: create the file when it does not exist.
+        location: where the gallery lives (created if missing): ``None`` for in memory, a
+            file path (SQLite), ``"milvus-lite:///abs/path/faces.db"`` (Milvus Lite, a local
+            folder) or ``"milvus://host:19530/collection"`` (a Milvus server).
+        embedder: the binding of the embedder that will add or query embeddings; if the
+            gallery is bound to another embedder, opening fails. ``None`` accepts the
+            gallery's binding.
+        create: create the gallery when it does not exist.
+        index: how to search: ``"exact"``, ``"hnsw"``, ``"ivf"`` (faiss, ``facekit[ann]``)
+            or ``"auto"`` (exact below `AUTO_ANN_SAMPLES` samples, HNSW above). A store
+            with its own index (Milvus) takes only ``"auto"``.
 
     Raises:
-        GalleryError: malformed file, newer schema, or another embedder.
+        GalleryError: malformed gallery, newer schema, or another embedder.
+        ConfigError: unknown URI scheme or index name, or an index the store cannot use.
+        BackendError: ``"hnsw"`` / ``"ivf"`` without faiss installed.
     """
 
     def __init__(
         self,
-        path: str | os.PathLike[str] | None = None,
+        location: str | os.PathLike[str] | None = None,
         *,
         embedder: EmbedderInfo | None = None,
         create: bool = True,
+        index: IndexName = "auto",
     ) -> None:
-        self._store = Store(path, create=create)
-        self.path: Path | None = self._store.path
+        self._store = open_store(location, create=create)
+        self.path: Path | None = self._store.path if isinstance(self._store, SQLiteStore) else None
         try:
+            self._build_index = index_factory(self._store, index)
             stored = self._store.embedder()
             if stored is not None and embedder is not None:
                 self._refuse_other(stored, embedder, "made by another embedder")
@@ -67,11 +82,13 @@ class Gallery:
             self.embedder: EmbedderInfo | None = stored or embedder
             self._position: Position | None = None
             self._closed = False
-            self._seen_version = -1
-            self._cached_index = ExactIndex(np.empty((0, 0), np.float32), np.empty(0), 0)
+            self._seen_token: object = _STALE
+            self._cached_index: VectorIndex = ExactIndex(
+                np.empty((0, 0), np.float32), np.empty(0), 0
+            )
             self._cached_names: list[str] = []
             self._refresh()
-        except GalleryError:
+        except BaseException:  # a bad index name, another embedder, no faiss, ...
             self._store.close()
             raise
 
@@ -99,13 +116,13 @@ class Gallery:
             return stored
 
     def _refresh(self) -> None:
-        """Bring the in-memory index up to date with the file: a no-op (one ``PRAGMA
-        data_version``) when nothing changed; otherwise reads only the samples added since
-        (everything after a removal or rename)."""
+        """Bring the in-memory index up to date with the store: a no-op (one cheap
+        `change_token`, SQLite's ``PRAGMA data_version``) when nothing changed; otherwise
+        reads only the samples added since (everything after a removal or rename)."""
         if self._closed:
             return
-        version = self._store.data_version()
-        if version == self._seen_version and self._position is not None:
+        token = self._store.change_token()
+        if token == self._seen_token and self._position is not None:
             return
         if self.embedder is None:
             self.embedder = self._store.embedder()
@@ -114,13 +131,13 @@ class Gallery:
         snapshot = self._store.load(dim, self._position if same_dim else None)
         if snapshot.full:
             self._cached_names = snapshot.names
-            self._cached_index = ExactIndex(
+            self._cached_index = self._build_index(
                 snapshot.embeddings, snapshot.owners, len(snapshot.names)
             )
         elif snapshot.names:
             self._merge(snapshot)
         self._position = snapshot.position
-        self._seen_version = version
+        self._seen_token = token
 
     def _merge(self, snapshot: Snapshot) -> None:
         """Add the samples of an incremental snapshot to the index (one copy)."""
@@ -137,7 +154,7 @@ class Gallery:
         self._cached_names = merged
 
     @property
-    def _index(self) -> ExactIndex:
+    def _index(self) -> VectorIndex:
         self._refresh()
         return self._cached_index
 
@@ -201,7 +218,11 @@ class Gallery:
 
     def has_content(self, content_sha256: str) -> bool:
         """Whether an input with this content hash was enrolled already."""
-        return self._store.has_content(content_sha256)
+        return bool(self._store.known_content([content_sha256]))
+
+    def known_content(self, hashes: Sequence[str]) -> set[str]:
+        """Which of these content hashes were enrolled already."""
+        return self._store.known_content(list(hashes))
 
     def add(
         self,
@@ -217,7 +238,7 @@ class Gallery:
         """Add ``(n, D)`` (or ``(D,)``) unit embeddings for ``identity`` in one transaction.
 
         Embeddings whose ``content_sha256`` is in the gallery already, or repeated within
-        this call, are skipped; the check and the insert happen under the file's write
+        this call, are skipped; the check and the insert happen under the store's write
         lock, so two processes adding the same content store it once.
 
         Args:
@@ -236,15 +257,61 @@ class Gallery:
         Raises:
             GalleryError: invalid identity name (empty, only whitespace, or not valid text,
                 e.g. from an undecodable file name), another embedder, wrong dimension,
-                non-unit vectors, or the file cannot be written (read-only, ...).
+                non-unit vectors, or the gallery cannot be written (read-only, ...).
         """
         _check_name(identity)
         vectors = np.atleast_2d(np.asarray(embeddings, dtype=np.float32))
-        count = vectors.shape[0]
+        return self.add_many(
+            [identity] * vectors.shape[0],
+            vectors,
+            embedder=embedder,
+            sources=sources,
+            content_sha256=content_sha256,
+            boxes=boxes,
+            scores=scores,
+        )
+
+    def add_many(
+        self,
+        identities: Sequence[str],
+        embeddings: np.ndarray,
+        *,
+        embedder: EmbedderInfo | None = None,
+        sources: Sequence[str | None] | None = None,
+        content_sha256: Sequence[str | None] | None = None,
+        boxes: Sequence[tuple[float, float, float, float] | None] | None = None,
+        scores: Sequence[float | None] | None = None,
+    ) -> int:
+        """Add ``(N, D)`` unit embeddings, row ``i`` for ``identities[i]``, in ONE
+        transaction: the bulk form of `add` (same checks, same skipping of known content),
+        for many identities at once.
+
+        Args:
+            identities: ``N`` identity names (repeats allowed).
+            embeddings: ``(N, D)`` float32 unit vectors.
+            embedder: as for `add`.
+            sources: as for `add`, ``N`` entries.
+            content_sha256: as for `add`, ``N`` entries.
+            boxes: as for `add`, ``N`` entries.
+            scores: as for `add`, ``N`` entries.
+
+        Returns:
+            The number of embeddings actually added.
+
+        Raises:
+            GalleryError: as `add`; nothing is added when any row is invalid.
+        """
+        names = list(identities)
+        for name in names:
+            _check_name(name)
+        vectors = np.asarray(embeddings, dtype=np.float32)
+        count = len(names)
         binding = self._check_binding(embedder, vectors)
+        if vectors.shape[0] != count:
+            raise GalleryError(f"{count} identities for {vectors.shape[0]} embeddings")
         if not np.all(np.isfinite(vectors)):
             raise GalleryError("embeddings must be finite")
-        norms = np.linalg.norm(vectors, axis=1)
+        norms = np.sqrt(np.einsum("ij,ij->i", vectors, vectors))
         if not np.all(np.abs(norms - 1.0) < 1e-3):
             raise GalleryError("embeddings must be L2-normalised (unit vectors)")
         columns: dict[str, Sequence[object] | None] = {
@@ -253,14 +320,16 @@ class Gallery:
             "boxes": boxes,
             "scores": scores,
         }
-        for name, column in columns.items():
+        for column_name, column in columns.items():
             if column is not None and len(column) != count:
-                raise GalleryError(f"{name} has {len(column)} entries for {count} embeddings")
+                raise GalleryError(
+                    f"{column_name} has {len(column)} entries for {count} embeddings"
+                )
         none: list[None] = [None] * count
         with self._store.transaction():
             stored = self._bind(binding)
-            added = self._store.add_samples(
-                identity,
+            added = self._store.add_many(
+                names,
                 vectors,
                 list(sources) if sources is not None else none,
                 list(content_sha256) if content_sha256 is not None else none,
@@ -268,7 +337,7 @@ class Gallery:
                 list(scores) if scores is not None else none,
             )
         self.embedder = stored
-        self._seen_version = -1  # read the new rows (only those) when next needed
+        self._seen_token = _STALE  # read the new rows (only those) when next needed
         return added
 
     def _check_binding(self, embedder: EmbedderInfo | None, vectors: np.ndarray) -> EmbedderInfo:
@@ -294,7 +363,7 @@ class Gallery:
         self._require(identity)
         with self._store.transaction():
             removed = self._store.remove(identity)
-        self._seen_version = -1
+        self._seen_token = _STALE
         return removed
 
     def rename(self, old: str, new: str) -> None:
@@ -309,7 +378,7 @@ class Gallery:
             raise GalleryError(f"{new!r} is already enrolled; remove it or pick another name")
         with self._store.transaction():  # checked again under the lock: another process
             self._store.rename(old, new)
-        self._seen_version = -1
+        self._seen_token = _STALE
 
     def _require(self, identity: str) -> int:
         names = self._names

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import ConfigError
 
-__all__ = ["BLOCK_BYTES", "Aggregate", "ExactIndex", "SearchResult"]
+__all__ = ["BLOCK_BYTES", "Aggregate", "ExactIndex", "SearchResult", "checked_queries"]
 
 Aggregate = Literal["max", "mean"]
 """How an identity is scored from its samples: ``"max"`` = its best sample (default),
@@ -103,13 +103,7 @@ class ExactIndex:
         self, queries: np.ndarray, top_k: int = 1, aggregate: Aggregate = "max"
     ) -> SearchResult:
         """The ``top_k`` best identities for each of ``(Q, D)`` unit ``queries``."""
-        queries = np.ascontiguousarray(queries, dtype=np.float32)
-        if queries.ndim != 2 or queries.shape[1] != self.dim:
-            raise ConfigError(f"queries must be (Q, {self.dim}), got {queries.shape}")
-        if aggregate not in ("max", "mean"):
-            raise ConfigError(f"aggregate must be 'max' or 'mean', got {aggregate!r}")
-        if self.n_identities == 0:
-            raise ConfigError("the gallery is empty")
+        queries = checked_queries(queries, self.dim, aggregate, self.n_identities)
         k = max(1, min(top_k, self.n_identities))
         per_block = max(1, BLOCK_BYTES // self.bytes_per_query(aggregate))
         ids, sims, runner = [], [], []
@@ -138,6 +132,24 @@ class ExactIndex:
             return similarities
         best: np.ndarray = np.maximum.reduceat(similarities, self._starts, axis=1)
         return best
+
+
+def checked_queries(
+    queries: np.ndarray, dim: int, aggregate: Aggregate, n_identities: int
+) -> np.ndarray:
+    """``queries`` as contiguous ``(Q, dim)`` float32, checked for a search.
+
+    Raises:
+        ConfigError: queries not ``(Q, dim)``, an unknown ``aggregate``, or no identity.
+    """
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    if queries.ndim != 2 or queries.shape[1] != dim:
+        raise ConfigError(f"queries must be (Q, {dim}), got {queries.shape}")
+    if aggregate not in ("max", "mean"):
+        raise ConfigError(f"aggregate must be 'max' or 'mean', got {aggregate!r}")
+    if n_identities == 0:
+        raise ConfigError("the gallery is empty")
+    return queries
 
 
 def _top(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -46,13 +46,21 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..errors import GalleryError
 from .binding import EmbedderInfo
 
-__all__ = ["SCHEMA_VERSION", "Position", "SampleRecord", "Snapshot", "Store", "storable_text"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "Position",
+    "SQLiteStore",
+    "SampleRecord",
+    "Snapshot",
+    "storable_text",
+]
 
 SCHEMA_VERSION = 2
 
@@ -76,6 +84,7 @@ _TABLES = {"meta", "identities", "samples"}
 _VERSION_TEXT = re.compile(r"[0-9]{1,6}", re.ASCII)
 _NORM_TOLERANCE = 1e-3
 _CHUNK_ROWS = 1024
+_IN_CHUNK = 500
 # SQLite's primary result codes (sqlite3 names them only from Python 3.11)
 _BUSY, _LOCKED, _READONLY, _CORRUPT, _FULL, _CANTOPEN, _NOTADB = 5, 6, 8, 11, 13, 14, 26
 _HARD_LINK_UNSUPPORTED = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EXDEV}
@@ -145,8 +154,9 @@ class Snapshot:
     position: Position
 
 
-class Store:
-    """Opens (or creates) a gallery file. ``path=None`` keeps the gallery in memory.
+class SQLiteStore:
+    """The `GalleryStore` of one SQLite file (the only user of ``sqlite3``): opens (or
+    creates) a gallery file. ``path=None`` keeps the gallery in memory.
 
     Opening never writes to an existing file (a version-1 file is upgraded by the first
     write). ``create=False`` never creates one.
@@ -383,7 +393,7 @@ class Store:
         """Close the file."""
         self._db.close()
 
-    def data_version(self) -> int:
+    def change_token(self) -> int:
         """A number that changes whenever another connection commits a change to the file
         (SQLite's ``PRAGMA data_version``; cheap)."""
         with self._guard("reading"):
@@ -413,17 +423,19 @@ class Store:
 
     # --- identities and samples ------------------------------------------------------------
 
-    def add_samples(
+    def add_many(
         self,
-        identity: str,
+        identities: Sequence[str],
         embeddings: np.ndarray,
         sources: Sequence[str | None],
         content_sha256: Sequence[str | None],
         boxes: Sequence[tuple[float, float, float, float] | None],
         scores: Sequence[float | None],
     ) -> int:
-        """Insert ``embeddings`` (N, D) float32 for ``identity`` (inside a transaction),
-        skipping those whose content hash is stored already or repeated among them.
+        """Insert ``embeddings`` (N, D) float32, row ``i`` for ``identities[i]`` (inside a
+        transaction), skipping those whose content hash is stored already or repeated among
+        them. Identities are created as needed; all rows go in with one statement each for
+        identities and samples.
 
         Returns:
             The number of samples inserted.
@@ -431,19 +443,10 @@ class Store:
         now = time.time()
         vectors = np.ascontiguousarray(embeddings, dtype="<f4")
         with self._guard("adding samples"):
-            wanted = [d for d in content_sha256 if d is not None]
-            stored = {
-                row[0]
-                for start in range(0, len(wanted), 500)
-                for row in self._db.execute(
-                    "SELECT content_sha256 FROM samples WHERE content_sha256 IN "
-                    f"({','.join('?' * len(wanted[start : start + 500]))})",
-                    wanted[start : start + 500],
-                )
-            }
+            stored = self._known([d for d in content_sha256 if d is not None])
             rows = []
-            for vector, source, digest, box, score in zip(
-                vectors, sources, content_sha256, boxes, scores, strict=True
+            for identity, vector, source, digest, box, score in zip(
+                identities, vectors, sources, content_sha256, boxes, scores, strict=True
             ):
                 if digest is not None:
                     if digest in stored:
@@ -451,6 +454,7 @@ class Store:
                     stored.add(digest)
                 rows.append(
                     (
+                        identity,
                         vector.tobytes(),
                         storable_text(str(source)) if source is not None else None,
                         digest,
@@ -461,18 +465,38 @@ class Store:
                 )
             if not rows:
                 return 0
-            self._db.execute(
-                "INSERT OR IGNORE INTO identities (name, created) VALUES (?, ?)", (identity, now)
+            names = sorted({row[0] for row in rows})
+            self._db.executemany(
+                "INSERT OR IGNORE INTO identities (name, created) VALUES (?, ?)",
+                [(name, now) for name in names],
             )
-            (identity_id,) = self._db.execute(
-                "SELECT id FROM identities WHERE name = ?", (identity,)
-            ).fetchone()
+            number = dict(self._rows_in("SELECT name, id FROM identities WHERE name IN", names))
             self._db.executemany(
                 "INSERT INTO samples (identity_id, embedding, source, content_sha256, box, "
                 "score, added) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(identity_id, *row) for row in rows],
+                [(number[row[0]], *row[1:]) for row in rows],
             )
         return len(rows)
+
+    def known_content(self, hashes: Sequence[str]) -> set[str]:
+        """Which of these content hashes are stored (chunked ``IN`` queries)."""
+        with self._guard("reading"):
+            return self._known(hashes)
+
+    def _known(self, hashes: Sequence[str]) -> set[str]:
+        return {
+            row[0]
+            for row in self._rows_in(
+                "SELECT content_sha256 FROM samples WHERE content_sha256 IN", list(hashes)
+            )
+        }
+
+    def _rows_in(self, query: str, values: list[str]) -> Iterator[Any]:
+        """Rows of ``query (?, ?, ...)`` over ``values``, in chunks of `_IN_CHUNK` values (under
+        every SQLite build's limit on bound parameters)."""
+        for start in range(0, len(values), _IN_CHUNK):
+            chunk = values[start : start + _IN_CHUNK]
+            yield from self._db.execute(f"{query} ({','.join('?' * len(chunk))})", chunk)
 
     def _bump_generation(self) -> None:
         self._db.execute(
@@ -519,14 +543,6 @@ class Store:
                 "ON samples.identity_id = identities.id GROUP BY identities.id ORDER BY name"
             ).fetchall()
             return [(self._text(name, "identity name"), int(count)) for name, count in rows]
-
-    def has_content(self, content_sha256: str) -> bool:
-        """Whether an input with these bytes was enrolled already."""
-        with self._guard("reading"):
-            row = self._db.execute(
-                "SELECT 1 FROM samples WHERE content_sha256 = ? LIMIT 1", (content_sha256,)
-            ).fetchone()
-        return row is not None
 
     def load(self, dim: int, since: Position | None = None) -> Snapshot:
         """Samples added after ``since`` (all when ``since`` is ``None``, or when samples

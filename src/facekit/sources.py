@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError
-from ..io import ImageInput, read_image_file
+from .errors import ConfigError
+from .io import ImageInput, read_image_file
 
 __all__ = ["IMAGE_SUFFIXES", "content_sha256", "folder_sources"]
 
