@@ -265,6 +265,7 @@ def test_search_is_exact_for_many_queries() -> None:
     for row, result in enumerate(found):
         assert [n for n, _ in result.candidates] == [names[i] for i in order[row]]
         assert np.allclose([s for _, s in result.candidates], scores[row, order[row]], atol=1e-5)
+    assert gallery.search(np.empty((0, dim), np.float32), threshold=0.5) == []
 
 
 def test_gallery_round_trip_of_samples_and_embeddings(tmp_path: Path) -> None:

@@ -240,6 +240,31 @@ def test_auto_index_is_exact_for_small_galleries_and_hnsw_for_large(
     assert (tmp_path / "g.facekit.hnsw").is_file()  # kept beside the gallery file
 
 
+def test_an_index_grown_in_a_session_is_saved_on_close_and_loaded_next_time(
+    tmp_path: Path,
+) -> None:
+    info = EmbedderInfo("m", "a" * 64, 8, "arcface112", True)
+    vectors = np.random.default_rng(1).standard_normal((60, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    saved = tmp_path / "g.facekit.hnsw"
+    with Gallery(tmp_path / "g.facekit", embedder=info, index="hnsw") as gallery:
+        gallery.add_many([f"p{i % 20}" for i in range(40)], vectors[:40])
+        assert gallery.search(vectors[7], threshold=0.99)[0].identity == "p7"
+        assert not saved.exists()  # not written for every addition
+    first = saved.stat().st_mtime_ns  # written once, on close
+    with Gallery(tmp_path / "g.facekit", index="hnsw") as gallery:
+        assert gallery.num_samples == 40
+        assert saved.stat().st_mtime_ns == first  # loaded, not rebuilt
+        gallery.add_many([f"q{i}" for i in range(20)], vectors[40:])
+        assert gallery.search(vectors[50], threshold=0.99)[0].identity == "q10"
+    grown = saved.stat().st_mtime_ns
+    assert grown != first
+    with Gallery(tmp_path / "g.facekit", index="hnsw") as gallery:
+        assert gallery.num_samples == 60
+        assert gallery.search(vectors[45], threshold=0.99)[0].identity == "q5"
+    assert saved.stat().st_mtime_ns == grown  # loaded as saved, not rebuilt and saved again
+
+
 def test_without_faiss_auto_stays_exact_and_hnsw_is_a_clear_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -12,7 +12,7 @@ from types import TracebackType
 import numpy as np
 
 from ..errors import ConfigError, GalleryError
-from .backends import IndexName, index_factory, open_store
+from .backends import IndexName, index_factory, open_store, save_grown
 from .binding import EmbedderInfo
 from .index import Aggregate, ExactIndex
 from .protocols import VectorIndex
@@ -82,6 +82,7 @@ class Gallery:
             self.embedder: EmbedderInfo | None = stored or embedder
             self._position: Position | None = None
             self._closed = False
+            self._grown = False  # samples merged into the index since it was built or loaded
             self._seen_token: object = _STALE
             self._cached_index: VectorIndex = ExactIndex(
                 np.empty((0, 0), np.float32), np.empty(0), 0
@@ -134,6 +135,7 @@ class Gallery:
             self._cached_index = self._build_index(
                 snapshot.embeddings, snapshot.owners, len(snapshot.names)
             )
+            self._grown = False
         elif snapshot.names:
             self._merge(snapshot)
         self._position = snapshot.position
@@ -152,6 +154,7 @@ class Gallery:
             remap, len(merged), snapshot.embeddings, numbers[snapshot.owners]
         )
         self._cached_names = merged
+        self._grown = True
 
     @property
     def _index(self) -> VectorIndex:
@@ -187,8 +190,10 @@ class Gallery:
         self.close()
 
     def close(self) -> None:
-        """Close the file (every change is already saved). `search` keeps working on what
-        was read last."""
+        """Close the file (every change is already saved; a faiss index that grew in this
+        session is saved beside the file). `search` keeps working on what was read last."""
+        if self._grown and not self._closed:
+            save_grown(self._store, self._cached_index)
         self._closed = True
         self._store.close()
 

@@ -105,6 +105,10 @@ class ExactIndex:
         """The ``top_k`` best identities for each of ``(Q, D)`` unit ``queries``."""
         queries = checked_queries(queries, self.dim, aggregate, self.n_identities)
         k = max(1, min(top_k, self.n_identities))
+        if queries.shape[0] == 0:
+            return SearchResult(
+                np.empty((0, k), np.int64), np.empty((0, k), np.float32), np.empty(0, np.float32)
+            )
         per_block = max(1, BLOCK_BYTES // self.bytes_per_query(aggregate))
         ids, sims, runner = [], [], []
         for start in range(0, queries.shape[0], per_block):
