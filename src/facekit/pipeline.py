@@ -53,6 +53,7 @@ __all__ = [
     "Loaded",
     "Pipeline",
     "available_cores",
+    "check_workers",
     "choose_face",
 ]
 
@@ -73,6 +74,17 @@ _WAITING_BATCHES = 8
 """Finished batches (their results: crops and embeddings, no images) that may wait for
 the caller beyond one per lane, so that lanes go on while one works through a batch with
 many faces."""
+
+
+def check_workers(workers: object) -> int:
+    """``workers`` when it is a valid number of lanes (an integer >= 0).
+
+    Raises:
+        ConfigError: anything else.
+    """
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise ConfigError(f"workers must be an integer >= 0, got {workers!r}")
+    return workers
 
 
 def available_cores() -> int:
@@ -169,8 +181,7 @@ class Pipeline(Generic[T]):
         workers: int = DEFAULT_WORKERS,
         batch_size: int = DEFAULT_BATCH_SIZE,
     ) -> None:
-        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
-            raise ConfigError(f"workers must be an integer >= 0, got {workers!r}")
+        check_workers(workers)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {batch_size!r}")
         self.detector = detector

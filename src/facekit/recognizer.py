@@ -33,6 +33,7 @@ from .pipeline import (
     Loaded,
     Pipeline,
     available_cores,
+    check_workers,
 )
 from .pipeline import FacePolicy as _FacePolicy
 from .protocols import Aligner, Detector, Embedder
@@ -160,8 +161,7 @@ class FaceRecognizer:
     ) -> None:
         _check_policy(face)
         self.channel_order: ChannelOrder = _check_channel_order(channel_order)
-        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
-            raise ConfigError(f"workers must be an integer >= 0, got {workers!r}")
+        check_workers(workers)
         if threads is not None and (
             isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
         ):
