@@ -3,6 +3,7 @@ results as the sequential path, input order, per-input errors, bounded memory, t
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import tracemalloc
 from collections.abc import Iterator, Sequence
@@ -392,6 +393,54 @@ def test_lanes_share_a_concurrent_model_and_serialise_any_other(
     assert alone.most == 1
     assert recognizer.detector.concurrent
     assert recognizer.embedder.concurrent
+
+
+class _MeetingEmbedder:
+    """The real embedder, recording the threads that call ``embed``; the first call waits
+    (up to 10 s) for a call from another thread."""
+
+    concurrent = True
+
+    def __init__(self, embedder: Any) -> None:
+        self._embedder = embedder
+        self._meeting = threading.Barrier(2, timeout=10)
+        self.threads: set[str] = set()
+        self.crops = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._embedder, name)
+
+    def embed(self, crops: np.ndarray) -> np.ndarray:
+        self.threads.add(threading.current_thread().name)
+        self.crops += len(crops)
+        if self._meeting.n_waiting or len(self.threads) == 1:
+            with contextlib.suppress(threading.BrokenBarrierError):
+                self._meeting.wait()
+        return self._embedder.embed(crops)  # type: ignore[no-any-return]
+
+
+def test_an_idle_lane_helps_embed_a_large_batch(
+    recognizer: FaceRecognizer, photos: list[Path]
+) -> None:
+    # one batch of group photos: the second lane finds no input of its own and takes
+    # pieces of the first lane's crops; the two embed calls meet (were the crops embedded
+    # by one lane alone, its first call would wait 10 s at the barrier, then the lanes'
+    # threads would still be one)
+    group = [p for p in photos if "insightface_samples" in str(p) or "multiface" in str(p)]
+    group += [photos[6], photos[0]]  # longoria-cooper, adams
+    expected = _sequential(recognizer, group, len(group), None)
+    embedder = _MeetingEmbedder(recognizer.embedder)
+    engine = Pipeline(
+        recognizer.detector,
+        recognizer.aligner,
+        embedder,
+        load=recognizer.load,
+        workers=2,
+        batch_size=len(group),
+    )
+    _assert_same(list(engine.run(group)), expected)
+    assert embedder.crops > 16  # enough crops for two pieces
+    assert embedder.threads == {"facekit-lane-0", "facekit-lane-1"}
 
 
 def test_each_session_gets_its_share_of_the_cores(models_dir: Path) -> None:

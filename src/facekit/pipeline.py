@@ -23,7 +23,11 @@ gets the batches back in input order. Decoding (Pillow, OpenCV) and ONNX Runtime
 the GIL, so the lanes use as many cores as there are lanes. A model whose ``concurrent``
 attribute is true (the ONNX Runtime backends: ``session.run`` is thread-safe) is called by
 every lane at once; any other model is called by one lane at a time (a lock), so lanes
-then overlap one lane's detection with another's embedding. At most ``workers + 8``
+then overlap one lane's detection with another's embedding. A concurrent model's work on a
+batch is cut into pieces (its images; its crops, at least 4 a piece) that idle lanes take
+(`facekit._sharedwork`): a lane with no input left, or waiting for a free slot, helps finish
+the batches still in work, oldest first, so a group photo's hundred crops or the last batch
+do not leave the other cores idle. At most ``workers + 8``
 batches are in flight, whatever the input's length. Closing the result iterator early
 (``break``) stops and joins every thread.
 
@@ -40,6 +44,7 @@ from typing import Generic, Literal, TypeVar
 
 import numpy as np
 
+from ._sharedwork import SharedWork
 from .errors import ConfigError, FacekitError, MultipleFacesError, NoFaceError
 from .io import describe
 from .protocols import Aligner, Detector, Embedder
@@ -95,6 +100,13 @@ def available_cores() -> int:
 
 
 _POLL_S = 0.05
+
+_PIECES_PER_LANE = 4
+"""A batch's images, and its crops, are cut into up to this many pieces per lane, so that
+an idle lane can take some (a group photo's crops, the last batch's images)."""
+
+_MIN_SHARED_CROPS = 4
+"""Fewer crops than this per piece are not worth sharing (one call per piece)."""
 """How often a blocked thread checks whether the run was stopped, in seconds."""
 
 
@@ -149,9 +161,6 @@ class _Failure:
 
     def __init__(self, error: BaseException) -> None:
         self.error = error
-
-
-_DONE = object()
 
 
 class Pipeline(Generic[T]):
@@ -245,6 +254,9 @@ class _Stages(Generic[T]):
         self.choose = choose
         self.fill = fill
         self.embed = embed
+        self.detect_share: SharedWork | None = None  # set by the lanes for a concurrent model
+        self.embed_share: SharedWork | None = None
+        self.lanes = 1
 
     def decode(self, numbered: _Numbered[T]) -> _Item[T]:
         item: _Item[T] = _Item(numbered.index, numbered.name)
@@ -263,7 +275,7 @@ class _Stages(Generic[T]):
         """Detect (second pass where needed), choose and align the faces of a batch."""
         ready = [item for item in batch if item.error is None]
         arrays = [_array(item) for item in ready]
-        found = [list(d) for d in self.pipeline.detector.detect_batch(arrays)] if arrays else []
+        found = self._detect(arrays) if arrays else []
         empty = [i for i, detections in enumerate(found) if not detections]
         if self.fill and empty:
             from .detectors.tight import detect_filling
@@ -293,7 +305,7 @@ class _Stages(Generic[T]):
     def finish(self, batch: list[_Item[T]]) -> list[ImageFaces | FacekitError]:
         """Embed a batch's crops in one call and build its results."""
         crops = [item.crops for item in batch if item.crops is not None]
-        embeddings = self.pipeline.embedder.embed(np.concatenate(crops)) if crops else None
+        embeddings = self._embed(np.concatenate(crops)) if crops else None
         results: list[ImageFaces | FacekitError] = []
         position = 0
         for item in batch:
@@ -325,6 +337,27 @@ class _Stages(Generic[T]):
             )
             item.array = item.crops = None  # the image is not needed any more
         return results
+
+    def _detect(self, arrays: list[np.ndarray]) -> list[list[Detection]]:
+        """The detector's faces for each image; the images shared among idle lanes."""
+        detector = self.pipeline.detector
+
+        def piece(images: Sequence[np.ndarray]) -> list[list[Detection]]:
+            return [list(found) for found in detector.detect_batch(list(images))]
+
+        if self.detect_share is None:
+            return piece(arrays)
+        size = -(-len(arrays) // (_PIECES_PER_LANE * self.lanes))
+        shared = self.detect_share.map(piece, arrays, size)
+        return [found for part in shared for found in part]
+
+    def _embed(self, crops: np.ndarray) -> np.ndarray:
+        """The embeddings of ``(N, H, W, 3)`` crops; the crops shared among idle lanes."""
+        embedder = self.pipeline.embedder
+        if self.embed_share is None:
+            return embedder.embed(crops)
+        size = max(_MIN_SHARED_CROPS, -(-len(crops) // (_PIECES_PER_LANE * self.lanes)))
+        return np.concatenate(self.embed_share.map(embedder.embed, crops, size))
 
     def sequential(
         self, numbered: Iterator[_Numbered[T]]
@@ -362,23 +395,35 @@ def _overlapped(
     slots = threading.Semaphore(in_flight)
     taking = threading.Lock()
     finished: dict[int, list[ImageFaces | FacekitError] | _Failure] = {}
-    state = {"taken": 0, "end": -1}  # batches handed out; how many there are, once known
+    state = {"taken": 0, "end": -1, "busy": 0}  # batches handed out; their count once known;
+    # lanes inside a batch
     detect_lock = _lock_unless_concurrent(stage.pipeline.detector)
     embed_lock = _lock_unless_concurrent(stage.pipeline.embedder)
+    work = SharedWork(_POLL_S)
+    stage.lanes = lanes
+    if lanes > 1:
+        stage.detect_share = work if isinstance(detect_lock, _NoLock) else None
+        stage.embed_share = work if isinstance(embed_lock, _NoLock) else None
 
     def publish(sequence: int, outcome: list[ImageFaces | FacekitError] | _Failure) -> None:
         with changed:
             finished[sequence] = outcome
             changed.notify_all()
 
+    def idle() -> bool:
+        return state["busy"] == 0
+
     def lane() -> None:
         while not stop.is_set():
-            if not slots.acquire(timeout=_POLL_S):
+            if work.help_one():
+                continue
+            if not slots.acquire(blocking=False):
+                work.wait(stop.is_set)  # until a slot frees (the caller notifies) or work
                 continue
             with taking:
                 if state["end"] >= 0:
                     slots.release()
-                    return
+                    break
                 sequence = state["taken"]
                 failure: _Failure | None = None
                 try:
@@ -391,10 +436,11 @@ def _overlapped(
                         changed.notify_all()
                     if failure is not None:
                         publish(sequence, failure)
-                    else:
-                        slots.release()
-                    return
+                        return
+                    slots.release()
+                    break
                 state["taken"] = sequence + 1
+                state["busy"] += 1
             try:
                 items = [stage.decode(n) for n in batch]
                 with detect_lock:
@@ -404,6 +450,15 @@ def _overlapped(
             except BaseException as exc:  # a model or a bug: end the run
                 outcome = _Failure(exc)
             publish(sequence, outcome)
+            with taking:
+                state["busy"] -= 1
+            work.notify()
+        # No input left: help the lanes still working until none is.
+        while not stop.is_set():
+            if not work.help_one():
+                if idle():
+                    return
+                work.wait(idle)
 
     threads = [
         threading.Thread(target=lane, name=f"facekit-lane-{i}", daemon=True) for i in range(lanes)
@@ -420,12 +475,14 @@ def _overlapped(
             if outcome is None:
                 return
             slots.release()
+            work.notify()
             if isinstance(outcome, _Failure):
                 raise outcome.error
             yield from outcome
             sequence += 1
     finally:
         stop.set()
+        work.notify()
         for thread in threads:
             if thread.ident is not None:
                 thread.join()
