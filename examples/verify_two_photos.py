@@ -5,8 +5,11 @@ Run from a checkout (the shared test weights and photos sit beside it):
     python examples/verify_two_photos.py ../shared/data/openface/lennon-1.jpg \\
         ../shared/data/openface/lennon-2.jpg --model-dir ../shared/models
 
-Without ``--model-dir`` the default models (InsightFace buffalo_l: SCRFD-10G and ArcFace
-ResNet-50) are looked up in ``$FACEKIT_HOME`` and the cache, and downloaded if missing.
+Without ``--model-dir`` the SCRFD and ArcFace backends' default models (InsightFace
+buffalo_l's SCRFD-10G and ArcFace ResNet-50, non-commercial research only) are looked up in
+``$FACEKIT_HOME`` and the cache, and downloaded from GitHub if missing. facekit's own default
+(``FaceRecognizer()``, the "open" preset) is CenterFace + dlib's ResNet instead: see
+``examples/choose_preset.py``.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -131,8 +132,8 @@ def test_help_names_facekit_home_and_shows_defaults(capsys: pytest.CaptureFixtur
     with pytest.raises(SystemExit):
         main(["verify", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert "(default: scrfd)" in text
-    assert "(default: arcface)" in text
+    assert "(default: open)" in text
+    assert "(default: the preset's)" in text
     assert "(default: largest)" in text
     assert "$FACEKIT_HOME" in text
     with pytest.raises(SystemExit):
@@ -470,3 +471,110 @@ def test_detector_options_the_backend_does_not_take_are_one_line(
     err = capsys.readouterr().err
     assert err.startswith("facekit: error: the detector 'scrfd' takes no option 'bogus'")
     assert err.count("\n") == 1
+
+
+# --- facekit enroll --index, facekit identify FOLDER, --ray without Ray ------------------
+
+PEOPLE = ("angelina_jolie", "kate_siegel", "paul_rudd", "shea_whigham")
+
+
+def test_enroll_index_saves_the_faiss_index_and_identify_takes_a_folder(
+    data_dir: Path, model_options: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "people"
+    for name in PEOPLE:
+        shutil.copytree(data_dir / "facenet_pytorch" / name, folder / name)
+    gallery = str(tmp_path / "g.facekit")
+    enroll = ["enroll", str(folder), "--gallery", gallery, "--index", "hnsw", *model_options]
+    assert main(enroll) == 0
+    assert capsys.readouterr().out.startswith("4 added, 0 skipped (already enrolled), 0 failed")
+    assert (tmp_path / "g.facekit.hnsw").is_file()  # grown with the new samples, saved
+    identify = ["identify", str(folder), "--gallery", gallery, "--index", "hnsw", *model_options]
+    assert main([*identify, "--json"]) == 0
+    entries = json.loads(capsys.readouterr().out)
+    assert [Path(entry["image"]).parent.name for entry in entries] == list(PEOPLE)
+    assert [entry["faces"][0]["identity"] for entry in entries] == list(PEOPLE)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["identify", str(empty), "--gallery", gallery, *model_options]) == 1
+    assert "no image files" in capsys.readouterr().err
+
+
+def test_ray_options_without_ray_are_one_line(
+    data_dir: Path,
+    model_options: list[str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    folder = tmp_path / "people"
+    shutil.copytree(data_dir / "facenet_pytorch" / PEOPLE[0], folder / PEOPLE[0])
+    gallery = str(tmp_path / "g.facekit")
+    assert main(["enroll", str(folder), "--gallery", gallery, *model_options]) == 0
+    capsys.readouterr()
+    photo = str(folder / PEOPLE[0] / "1.jpg")
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if the [ray] extra were missing
+    for command in (
+        ["identify", photo, "--gallery", gallery, *model_options, "--ray"],
+        ["enroll", str(folder), "--gallery", gallery, *model_options, "--ray"],
+    ):
+        assert main(command) == 1
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert line.startswith("facekit: error: ")
+        assert 'pip install "facekit[ray]"' in line
+    assert main(["identify", photo, "--gallery", gallery, *model_options, "--actors", "2"]) == 1
+    assert "--actors applies to --ray only" in capsys.readouterr().err
+    assert main(["identify", "--video", photo, "--gallery", gallery, "--ray"]) == 1
+    assert "--ray identifies image files, not --video" in capsys.readouterr().err
+
+
+# --- facekit identify --video --out ---------------------------------------------------------
+
+
+def test_identify_video_out_is_on_disk_before_the_rename(
+    data_dir: Path,
+    model_options: list[str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    umask_027: None,
+) -> None:
+    (tmp_path / "people/lennon").mkdir(parents=True)
+    shutil.copy(data_dir / "openface/lennon-2.jpg", tmp_path / "people/lennon/1.jpg")
+    gallery = str(tmp_path / "g.facekit")
+    assert main(["enroll", str(tmp_path / "people"), "--gallery", gallery, *model_options]) == 0
+    photo = cv2.imread(str(data_dir / "openface/lennon-1.jpg"))
+    assert photo is not None
+    scale = 240 / photo.shape[0]
+    frame = cv2.resize(photo, (round(photo.shape[1] * scale), 240), interpolation=cv2.INTER_AREA)
+    video = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter.fourcc(*"mp4v"), 10.0, frame.shape[1::-1])
+    for _ in range(3):
+        writer.write(frame)
+    writer.release()
+    capsys.readouterr()
+    synced: list[int] = []
+    fsync = os.fsync
+
+    def spy(fd: int) -> None:  # the real fsync, recording which file it flushed
+        synced.append(os.fstat(fd).st_ino)
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    out = tmp_path / "annotated.mp4"
+    args = ["identify", "--video", str(video), "--gallery", gallery, *model_options]
+    assert main([*args, "--out", str(out), "--no-progress", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert (result["frames"], result["drawn"]) == (3, str(out))
+    assert [t["identity"] for t in result["tracks"]] == ["lennon"]
+    assert out.stat().st_ino in synced  # the video renamed into place was flushed
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "annotated.mp4",
+        "clip.mp4",
+        "g.facekit",
+        "people",
+    ]  # no partial file left
+    assert stat.S_IMODE(out.stat().st_mode) == 0o640  # 0o666 less the umask 027
+    written = cv2.VideoCapture(str(out))
+    assert int(written.get(cv2.CAP_PROP_FRAME_COUNT)) == 3
+    written.release()

@@ -4,6 +4,9 @@ photos into SQLite and Milvus Lite, and the result must equal a single-process
 
 from __future__ import annotations
 
+import ast
+import dataclasses
+import hashlib
 import json
 import os
 import shutil
@@ -21,8 +24,10 @@ import ray
 from facekit import FaceRecognizer, distributed
 from facekit.cli import main
 from facekit.errors import ConfigError, FacekitError, ImageError
-from facekit.gallery import Gallery
-from facekit.types import EnrollReport
+from facekit.gallery import EmbedderInfo, Gallery
+from facekit.recognizer import ALREADY_ENROLLED, Enrollable, EnrollWriter, enrolled_contents
+from facekit.sources import folder_sources
+from facekit.types import EnrollProblem, EnrollReport
 
 ORL_OPTIONS = {"padding": 0.5, "input_size": (320, 320)}
 
@@ -66,6 +71,24 @@ def assert_same_samples(
         assert identity == expected[digest][0]
         assert source == expected[digest][2]
         np.testing.assert_allclose(embedding, expected[digest][1], rtol=0, atol=1e-6)
+
+
+def assert_same_json(got: object, expected: object) -> None:
+    """``got == expected``, floats to within 1e-6."""
+    if isinstance(expected, float):
+        assert got == pytest.approx(expected, rel=0, abs=1e-6)
+    elif isinstance(expected, dict):
+        assert isinstance(got, dict)
+        assert list(got) == list(expected)
+        for key, value in expected.items():
+            assert_same_json(got[key], value)
+    elif isinstance(expected, list):
+        assert isinstance(got, list)
+        assert len(got) == len(expected)
+        for item, value in zip(got, expected, strict=True):
+            assert_same_json(item, value)
+    else:
+        assert got == expected
 
 
 @pytest.fixture(scope="module")
@@ -299,3 +322,126 @@ def test_actor_plan() -> None:
     plan = distributed._Plan.of(cpus, None, {"threads": 2})  # type: ignore[arg-type]
     assert (plan.actors, plan.gpus, plan.cpus) == (2, 0.0, 0.5)
     assert plan.recognizer_kwargs == {"workers": 1, "threads": 2}
+
+
+def test_distributed_uses_only_public_recognizer_names() -> None:
+    """The Ray path runs the recogniser's own enrolment and identification steps through
+    their public names, never its private helpers."""
+    tree = ast.parse(Path(distributed.__file__).read_text(encoding="utf-8"))
+    imported = [
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module == "recognizer"
+        for alias in node.names
+    ]
+    assert {"EnrollWriter", "FaceRecognizer", "enrolled_contents"} <= set(imported)
+    assert [name for name in imported if name.startswith("_")] == []
+    private = [
+        node.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and node.attr.startswith("_")
+        and not node.attr.startswith("__")
+        and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
+    ]
+    assert private == []
+
+
+def test_enrolment_steps_give_what_enroll_gives(
+    models_dir: Path, data_dir: Path, tmp_path: Path
+) -> None:
+    """`FaceRecognizer.enrollables` + `EnrollWriter` (what the Ray actors and driver run)
+    give the report and gallery of `FaceRecognizer.enroll`, which is made of them."""
+    folder = orl_copy(data_dir, tmp_path / "people", range(1, 3))
+    (folder / "s2" / "corrupt.png").write_bytes(b"not an image at all")
+    shutil.copy(folder / "s1" / "1.png", folder / "s2" / "copy.png")  # content seen before
+    recognizer = FaceRecognizer(**orl_kwargs(models_dir), gallery=tmp_path / "single.db")
+    expected = recognizer.enroll(folder, progress=False)
+    assert (len(expected.added), len(expected.skipped), len(expected.failed)) == (20, 1, 1)
+    items = folder_sources(folder)
+    outcomes = list(recognizer.enrollables(items, batch_size=8))
+    assert [outcome.source for outcome in outcomes] == [str(path) for _, path in items]
+    problems = [outcome for outcome in outcomes if isinstance(outcome, EnrollProblem)]
+    assert [(Path(p.source).name, p.kind) for p in problems] == [
+        ("corrupt.png", "unreadable image")
+    ]
+    for outcome in outcomes:
+        if isinstance(outcome, Enrollable):
+            digest = hashlib.sha256(Path(outcome.source).read_bytes()).hexdigest()
+            assert outcome.content_sha256 == digest
+            assert outcome.embedding.shape == (128,)
+            assert outcome.faces_found == 1
+    with Gallery(tmp_path / "steps.db") as gallery:  # one batch, one transaction
+        writer = EnrollWriter(gallery, EmbedderInfo.of(recognizer.embedder))
+        writer.write(outcomes)
+        assert writer.report() == expected  # the copy skipped, the corrupt file failed
+        assert gallery.counts() == {"s1": 10, "s2": 10}
+        known = enrolled_contents(gallery)
+    assert known == enrolled_contents(recognizer.gallery)
+    again = list(recognizer.enrollables(items, known=known))
+    kinds = [o.kind if isinstance(o, EnrollProblem) else "embedded" for o in again]
+    assert kinds == [ALREADY_ENROLLED] * 21 + ["unreadable image"]  # the copy is known too
+    assert not any(isinstance(o, Enrollable) for o in again)
+    # a batch the gallery refuses (an invalid name) fails only that identity's inputs
+    made = [o for o in outcomes if isinstance(o, Enrollable)]
+    blank = dataclasses.replace(made[0], identity="   ", content_sha256="0" * 64)
+    fresh = dataclasses.replace(made[1], identity="newcomer", content_sha256="1" * 64)
+    with Gallery(tmp_path / "steps.db") as gallery:
+        writer = EnrollWriter(gallery, EmbedderInfo.of(recognizer.embedder))
+        writer.write([blank, made[2], fresh])
+        report = writer.report()
+        assert [face.identity for face in report.added] == ["newcomer"]
+        assert [(p.identity, p.kind) for p in report.skipped] == [("s1", ALREADY_ENROLLED)]
+        assert [(p.identity, p.kind) for p in report.failed] == [("   ", "invalid identity name")]
+        assert gallery.counts() == {"newcomer": 1, "s1": 10, "s2": 10}
+    recognizer.gallery.close()
+
+
+def test_cli_identify_on_ray_equals_single_process(
+    local_ray: None,
+    reference: tuple[Path, EnrollReport],
+    models_dir: Path,
+    data_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``facekit identify FOLDER --ray``: the text and JSON of the single-process command,
+    a corrupt file reported in its place. The numbers in the JSON agree to float32
+    precision: the Ray driver searches a batch of faces in one matrix product, the
+    single-process command one image's faces (BLAS sums them in another order)."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for subject, number in ((1, 2), (9, 4), (23, 7), (40, 10)):
+        shutil.copy(
+            data_dir / f"orl_faces/s{subject}/{number}.png", folder / f"s{subject}_{number}.png"
+        )
+    shutil.copy(data_dir / "openface/longoria-cooper.jpg", folder / "t_strangers.jpg")
+    (folder / "s2_corrupt.png").write_bytes(b"\x89PNG broken")
+    models = [
+        "--detector-model", "scrfd_2.5g", "--embedder-model", "mobilefacenet_128d",
+        "--model-dir", str(models_dir), "--detector-options", json.dumps(ORL_OPTIONS),
+    ]  # fmt: skip
+    command = ["identify", str(folder), "--gallery", str(reference[0]), "--top-k", "2", *models]
+    for output in ([], ["--json"]):
+        assert main([*command, *output]) == 1  # a file failed
+        single = capsys.readouterr()
+        assert main([*command, *output, "--ray", "--actors", "2"]) == 1
+        on_ray = capsys.readouterr()
+        if output:
+            assert_same_json(json.loads(on_ray.out), json.loads(single.out))
+        else:
+            assert on_ray.out == single.out
+        errors = [line for line in single.err.splitlines() if line.startswith("facekit:")]
+        assert len(errors) == 1
+        assert str(folder / "s2_corrupt.png") in errors[0]
+        assert [line for line in on_ray.err.splitlines() if line.startswith("facekit:")] == errors
+    entries = json.loads(on_ray.out)
+    names = ["s1_2.png", "s23_7.png", "s2_corrupt.png", "s40_10.png", "s9_4.png", "t_strangers.jpg"]
+    assert [Path(entry["image"]).name for entry in entries] == names
+    assert "s2_corrupt.png" in entries[2]["error"]
+    for entry, person in zip(entries[:2] + entries[3:5], ("s1", "s23", "s40", "s9"), strict=True):
+        (face,) = entry["faces"]
+        assert face["identity"] == person  # enrolled photos
+    strangers = entries[5]["faces"]
+    assert len(strangers) == 2
+    assert [face["identity"] for face in strangers] == [None, None]

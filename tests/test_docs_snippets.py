@@ -140,7 +140,12 @@ def _distributions(modules: set[str]) -> set[str]:
     """The installed distributions providing ``modules`` (a module's own name when it is not
     installed here, as mxnet outside its environment)."""
     owners = metadata.packages_distributions()
-    return {_name(owners.get(module, [module])[0]) for module in modules}
+    return {_name(owners.get(module, [_UNLISTED.get(module, module)])[0]) for module in modules}
+
+
+_UNLISTED = {"dlib": "dlib-bin"}
+"""Distributions whose wheels do not record the modules they install (no top_level.txt),
+by module."""
 
 
 def _extra_closure(extras: dict[str, list[str]], extra: str) -> set[str]:

@@ -4,8 +4,13 @@ numbers recomputed independently from the saved embeddings."""
 
 from __future__ import annotations
 
+import errno
 import importlib.util
 import json
+import os
+import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +34,8 @@ from facekit.evaluation import (
     ten_fold_accuracy,
 )
 from facekit.evaluation.detection import _match
+from facekit.thresholds import CalibrationFile
+from facekit.types import Thresholds
 
 # The hand-worked set: 5 same-person and 5 different-person pairs, scores in sixteenths
 # (exact in binary, so midpoints between scores are exact too).
@@ -425,3 +432,81 @@ def test_identification_metrics_by_hand() -> None:
     assert second_best < threshold < float((at(45) @ at(10).T)[0, 0])
     assert dir_rate == pytest.approx(0.5)
     assert open_set[0.1] is None  # 2 unmated probes cannot resolve 10 %
+
+
+# --- the thresholds file on disk ----------------------------------------------------------
+
+
+def _calibration(protocol: str = "10 same and 10 different pairs") -> CalibrationFile:
+    """A thresholds file's content (values made up: only the file handling is tested)."""
+    return CalibrationFile(
+        Thresholds(0.3, 0.5, protocol),
+        embedder="mobilefacenet_128d",
+        embedder_sha256="ab" * 32,
+        detector="scrfd_2.5g",
+        target_far=0.001,
+        likely_accuracy=0.95,
+        same_far=0.001,
+        same_tar=0.9,
+    )
+
+
+_CUT_SHORT = """
+import resource, signal, sys
+from pathlib import Path
+from facekit.thresholds import CalibrationFile
+from facekit.types import Thresholds
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of the signal
+resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024))  # no file grows past 1 KiB
+calibration = CalibrationFile(Thresholds(0.3, 0.5, "x" * 4000), "e", "cd" * 32, "d", 0, 0, 0, 0)
+try:
+    calibration.save(Path(sys.argv[1]))
+except OSError as exc:
+    print(exc.errno)
+"""
+
+
+def test_thresholds_save_cut_short_keeps_the_old_file_and_no_temporary(tmp_path: Path) -> None:
+    target = _calibration().save(tmp_path / "calib.json")
+    before = target.read_bytes()
+    # a save cut short by a full disk (here: a 1 KiB file size limit, in a child process)
+    done = subprocess.run(
+        [sys.executable, "-B", "-c", _CUT_SHORT, str(target)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert done.stdout.strip() == str(errno.EFBIG), done.stderr
+    assert target.read_bytes() == before
+    assert load_thresholds(target) == Thresholds(0.3, 0.5, "10 same and 10 different pairs")
+    assert os.listdir(tmp_path) == ["calib.json"]  # the partial file is gone
+
+
+def test_thresholds_save_is_on_disk_before_the_rename(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[int] = []
+    fsync = os.fsync
+
+    def spy(fd: int) -> None:  # the real fsync, recording which file it flushed
+        synced.append(os.fstat(fd).st_ino)
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    target = _calibration().save(tmp_path / "calib.json")
+    assert target.stat().st_ino in synced  # the file renamed into place was flushed
+    assert load_thresholds(target).protocol == "10 same and 10 different pairs"
+    text = target.read_text(encoding="utf-8")
+    assert text == json.dumps(_calibration().to_dict(), indent=2) + "\n"
+
+
+def test_thresholds_file_is_made_like_any_file(tmp_path: Path) -> None:
+    before = os.umask(0o027)
+    try:
+        target = _calibration().save(tmp_path / "new" / "calib.json")
+    finally:
+        os.umask(before)
+    # 0o666 less the umask, as open() would make it (not mkstemp's owner-only 0o600)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640
+    assert os.listdir(target.parent) == ["calib.json"]

@@ -1,6 +1,9 @@
-"""The Milvus gallery store on a real embedded Milvus Lite (files in tmp_path, no mocks):
-binding, resume, remove, rename, persistence across processes, the one-process lock,
-server-side search against exact search on real embeddings, and migration SQLite <-> Milvus."""
+"""The Milvus gallery store on a real embedded Milvus Lite (files in tmp_path, no mocks) and,
+for the store and Gallery tests marked so, on a real milvus-lite server process reached by
+``milvus://127.0.0.1:PORT/collection`` (tests/test_milvus_server.py): binding, resume,
+remove, rename, persistence across processes, the one-process lock, a Gallery that reads no
+vectors to open, list or identify, location parsing with credentials, server-side search
+against exact search on real embeddings, and migration SQLite <-> Milvus."""
 
 from __future__ import annotations
 
@@ -8,17 +11,22 @@ import signal
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from facekit.cli import main
-from facekit.errors import GalleryError
+from facekit.errors import ConfigError, GalleryError
 from facekit.gallery import EmbedderInfo, ExactIndex, Gallery
+from facekit.gallery.backends import open_store, redact
 from facekit.gallery.milvus_store import MilvusIndex, MilvusStore, parse_location
 from test_gallery import orl_folder, orl_recognizer
+from test_milvus_server import milvus_server, server_uri
+
+__all__ = ["milvus_server"]  # a fixture used here
 
 INFO = EmbedderInfo(name="toy", sha256="ab" * 32, dim=8, template="arcface", flip=False)
 SUBJECTS, ENROLLED, HELD_BACK = range(1, 13), range(1, 4), range(6, 8)
@@ -37,17 +45,26 @@ def _none(count: int) -> list[None]:
     return [None] * count
 
 
+@pytest.fixture(params=["lite", "server"])
+def location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A new gallery: a Milvus Lite directory, or a collection on the milvus-lite server."""
+    if request.param == "lite":
+        return _uri(tmp_path / "faces.db")
+    return server_uri(request.getfixturevalue("milvus_server"))
+
+
 @pytest.fixture
-def store(tmp_path: Path) -> MilvusStore:
-    opened = MilvusStore(_uri(tmp_path / "faces.db"))
+def store(location: str) -> Iterator[MilvusStore]:
+    opened = MilvusStore(location)
     opened.bind(INFO)
-    return opened
+    yield opened
+    opened.close()
 
 
 def test_binding_travels_with_the_collection_and_another_embedder_is_refused(
-    tmp_path: Path,
+    location: str,
 ) -> None:
-    uri = _uri(tmp_path / "faces.db")
+    uri = location
     with Gallery(uri, embedder=INFO) as gallery:
         assert gallery.embedder == INFO
         gallery.add("ann", _unit(1))
@@ -135,8 +152,7 @@ def test_load_returns_what_was_added_bit_for_bit_and_reads_additions_only(
     assert store.load(8, step.position).full  # a removal: everything is read again
 
 
-def test_a_gallery_survives_close_reopen_and_another_process(tmp_path: Path) -> None:
-    path = tmp_path / "faces.db"
+def test_a_gallery_survives_close_reopen_and_another_process(location: str) -> None:
     writer = textwrap.dedent(
         f"""
         import numpy as np
@@ -144,7 +160,7 @@ def test_a_gallery_survives_close_reopen_and_another_process(tmp_path: Path) -> 
         info = EmbedderInfo.from_json({INFO.to_json()!r})
         rows = np.random.default_rng(5).standard_normal((3, 8)).astype(np.float32)
         rows /= np.linalg.norm(rows, axis=1, keepdims=True)
-        with Gallery({_uri(path)!r}, embedder=info) as gallery:
+        with Gallery({location!r}, embedder=info) as gallery:
             gallery.add("ann", rows, content_sha256=["x", "y", "z"])
         """
     )
@@ -152,15 +168,64 @@ def test_a_gallery_survives_close_reopen_and_another_process(tmp_path: Path) -> 
         [sys.executable, "-c", writer], capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    with Gallery(_uri(path)) as gallery:
+    with Gallery(location) as gallery:
         assert gallery.counts() == {"ann": 3}
         assert gallery.embeddings("ann").tobytes() == _unit(3, 5).tobytes()
         gallery.remove("ann")
         gallery.add("bob", _unit(1, 6), content_sha256=["w"])
-    with Gallery(_uri(path)) as gallery:  # closed and reopened in this process
+    with Gallery(location) as gallery:  # closed and reopened in this process
         assert gallery.counts() == {"bob": 1}
         assert gallery.has_content("w")
         assert not gallery.has_content("x")
+
+
+def test_a_gallery_reads_no_vectors_to_open_list_count_identify_rename_or_remove(
+    location: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store searches itself, so a Gallery on it keeps names and counts only: the real
+    store's reads are watched (spies that call the real methods) and no full read
+    (``load``) nor any vector read other than of named identities happens."""
+    vectors = _unit(12, 9)
+    names = [f"p{i % 4}" for i in range(12)]
+    with Gallery(location, embedder=INFO) as gallery:
+        gallery.add_many(names, vectors)
+    loads: list[object] = []
+    reads: list[tuple[str, list[str]]] = []
+    real_load, real_rows = MilvusStore.load, MilvusStore._rows
+
+    def load(self: MilvusStore, *args: Any, **kwargs: Any) -> Any:
+        loads.append(args)
+        return real_load(self, *args, **kwargs)
+
+    def rows(self: MilvusStore, filter_text: str, fields: list[str]) -> Any:
+        reads.append((filter_text, list(fields)))
+        return real_rows(self, filter_text, fields)
+
+    monkeypatch.setattr(MilvusStore, "load", load)
+    monkeypatch.setattr(MilvusStore, "_rows", rows)
+    with Gallery(location) as gallery:
+        assert (len(gallery), gallery.num_samples) == (4, 12)
+        assert gallery.counts() == {"p0": 3, "p1": 3, "p2": 3, "p3": 3}
+        found = gallery.search(vectors, threshold=0.99, top_k=2)
+        assert [match.identity for match in found] == names
+        assert all(match.similarity == pytest.approx(1.0, abs=1e-5) for match in found)
+        gallery.rename("p1", "q1")
+        assert gallery.identities() == ["p0", "p2", "p3", "q1"]
+        assert gallery.search(vectors[1], threshold=0.99)[0].identity == "q1"
+        assert gallery.remove("p2") == 3
+        assert "p2" not in gallery
+        assert (len(gallery), gallery.num_samples) == (3, 9)
+        assert [m.identity for m in gallery.search(vectors[:4], threshold=0.99)] == [
+            "p0", "q1", None, "p3"
+        ]  # fmt: skip
+        assert loads == []
+        vector_reads = [(f, fields) for f, fields in reads if {"embedding", "*"} & set(fields)]
+        assert vector_reads == [('identity == "p1"', ["*"])]  # the rename rewrites p1's rows
+        assert gallery.embeddings("p3").tobytes() == vectors[3::4].tobytes()
+        assert reads[-1] == ('identity == "p3"', ["embedding", "seq"])
+        assert gallery.search(vectors[0], threshold=0.5, aggregate="mean")[0].identity == "p0"
+    assert loads == []
+    assert all(f.startswith("identity ") for f, fields in reads if "embedding" in fields)
 
 
 @pytest.mark.slow
@@ -230,22 +295,58 @@ def test_a_second_process_gets_a_clear_error_naming_the_lock(tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize(
-    ("location", "message"),
+    ("uri", "message"),
     [
         ("milvus-lite://relative/faces.db", "ABSOLUTE"),
         ("milvus-lite:///tmp/faces.sqlite", "must end in .db"),
         ("milvus-lite:///tmp/faces.db?collection=1bad", "invalid collection name"),
         ("milvus-lite:///tmp/faces.db?colection=x", "unknown option"),
+        ("milvus-lite:///tmp/faces.db?token=x", "unknown option"),
         ("milvus://:19530/faces", "no host"),
+        ("milvus://host:19530", "no collection"),
+        ("milvus+tls://host/", "no collection"),
+        ("milvus://host:port/faces", "bad port"),
+        ("milvus://host:0/faces", "bad port"),
+        ("milvus://host:99999/faces", "bad port"),
+        ("milvus://host/a/b", "invalid collection name"),
+        ("milvus://host/faces?collection=other", "two different collections"),
+        ("milvus://host/faces?db=bad-name", "invalid database name"),
+        ("milvus://:pw@host/faces", "without a user name"),
+        ("milvus://u:pw@host/faces?token=t", "credentials given twice"),
+        ("milvus://[::1/faces", "malformed location"),
+        ("milvus+ssl://host/faces", "not a Milvus location"),
         ("postgres://host/db", "not a Milvus location"),
     ],
 )
-def test_malformed_locations_are_gallery_errors(location: str, message: str) -> None:
-    with pytest.raises(GalleryError, match=message):
-        parse_location(location)
+def test_malformed_locations_are_config_errors(uri: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_location(uri)
 
 
-def test_server_locations_take_their_token_from_the_uri_or_the_environment(
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "milvus://ann:Pa55word@host:port/faces",
+        "milvus://ann:Pa55word@host/faces?collection=x",
+        "milvus://ann:Pa55word@host/faces?db=a-b",
+        "milvus+tls://ann:Pa55word@/faces",
+        "milvus://ann:Pa55word@host/faces?token=Pa55word",
+        "milvus://ann:Pa55/word@host/faces",  # an unencoded / in the password
+        "milvus://Pa55word@host:0/faces",  # an API key as the user
+        "milvus://host:0/faces?token=Pa55word",
+        "milvus-lite://ann:Pa55word@/tmp/faces.db",
+        "ftp://ann:Pa55word@host/faces",
+    ],
+)
+def test_errors_about_locations_never_show_the_password(uri: str) -> None:
+    for opening in (parse_location, open_store):
+        with pytest.raises(ConfigError) as caught:
+            opening(uri)
+        assert "Pa55" not in str(caught.value)
+        assert "***" in str(caught.value)
+
+
+def test_server_locations_take_credentials_from_the_uri_or_else_the_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("FACEKIT_MILVUS_TOKEN", "user:secret")
@@ -253,11 +354,28 @@ def test_server_locations_take_their_token_from_the_uri_or_the_environment(
     assert (parsed.uri, parsed.collection, parsed.token, parsed.db_name, parsed.lite) == (
         "http://db.example:19531", "faces", "user:secret", "prod", False
     )  # fmt: skip
+    assert "secret" not in repr(parsed)
+    assert "token='***'" in repr(parsed)
+    given = parse_location("milvus://ann:p%40ss%3Aw0rd@h/faces")  # percent-encoded @ and :
+    assert (given.uri, given.token) == ("http://h:19530", "ann:p@ss:w0rd")
+    assert "w0rd" not in repr(given)
+    assert parse_location("milvus://Zk3yAPI@h/faces").token == "Zk3yAPI"  # an API key
     assert parse_location("milvus://h/faces?token=t").token == "t"
-    assert parse_location("milvus://h").collection == "facekit"
+    assert parse_location("milvus://h/?collection=faces").collection == "faces"
+    tls = parse_location("milvus+tls://Milvus.Example:443/faces")
+    assert (tls.uri, tls.collection, tls.token) == (
+        "https://milvus.example:443",
+        "faces",
+        "user:secret",
+    )
+    assert parse_location("milvus+tls://[::1]/faces").uri == "https://[::1]:19530"
+    monkeypatch.delenv("FACEKIT_MILVUS_TOKEN")
+    assert parse_location("milvus://h/faces").token == ""
+    assert redact("milvus://ann:pw@h/c?db=x&token=abc") == "milvus://ann:***@h/c?db=x&token=***"
+    assert redact("milvus-lite:///tmp/x.db") == "milvus-lite:///tmp/x.db"
 
 
-def test_bad_places_and_bad_inputs_are_gallery_errors(tmp_path: Path, store: MilvusStore) -> None:
+def test_bad_places_are_gallery_errors(tmp_path: Path) -> None:
     sqlite_file = tmp_path / "plain.db"
     sqlite_file.write_bytes(b"SQLite format 3\x00")
     with pytest.raises(GalleryError, match="is a file"):
@@ -266,7 +384,13 @@ def test_bad_places_and_bad_inputs_are_gallery_errors(tmp_path: Path, store: Mil
         MilvusStore(_uri(tmp_path / "missing" / "faces.db"))
     with pytest.raises(GalleryError, match="no such gallery"):
         MilvusStore(_uri(tmp_path / "absent.db"), create=False)
-    unbound = MilvusStore(_uri(tmp_path / "unbound.db"))
+
+
+def test_bad_inputs_are_gallery_errors(location: str, store: MilvusStore) -> None:
+    if location.startswith("milvus://"):
+        with pytest.raises(GalleryError, match="no such gallery"):
+            MilvusStore(location.rpartition("/")[0] + "/absent", create=False)
+    unbound = MilvusStore(location, collection="unbound")
     with pytest.raises(GalleryError, match="not bound"):
         unbound.add_samples("ann", _unit(1), [None], [None], [None], [None])
     unbound.close()
@@ -353,6 +477,26 @@ def test_server_side_search_equals_exact_search_on_real_embeddings(
         found = gallery.search(queries, threshold=0.3)
     hits = sum(match.identity == name for match, name in zip(found, truth, strict=True))
     report(f"Milvus Lite server-side search, ORL 12 subjects: {hits}/{len(truth)} top-1 correct")
+    assert hits >= 0.8 * len(truth)
+
+
+def test_real_photos_migrated_to_a_server_are_identified_as_exact_search_does(
+    real: tuple[str, np.ndarray, list[str]], milvus_server: str, report: Callable[[str], None]
+) -> None:
+    uri, queries, truth = real
+    target = server_uri(milvus_server)
+    assert main(["gallery", "migrate", uri, target]) == 0
+    store = MilvusStore(uri, create=False)
+    snapshot = store.load(store.dim)
+    store.close()
+    want = ExactIndex(snapshot.embeddings, snapshot.owners, len(snapshot.names)).search(queries)
+    with Gallery(target) as gallery:
+        assert gallery.counts() == {name: len(ENROLLED) for name in snapshot.names}
+        found = gallery.search(queries, threshold=-1.0)
+    assert [match.identity for match in found] == [snapshot.names[i] for i in want.identities[:, 0]]
+    np.testing.assert_allclose([m.similarity for m in found], want.similarities[:, 0], atol=1e-5)
+    hits = sum(match.identity == name for match, name in zip(found, truth, strict=True))
+    report(f"milvus:// server (milvus-lite over TCP), ORL 12 subjects: {hits}/{len(truth)} top-1")
     assert hits >= 0.8 * len(truth)
 
 

@@ -17,6 +17,7 @@ import onnxruntime as ort
 import pytest
 
 from facekit import _rebatch
+from facekit._atomic import replacing, write_atomically
 from facekit.aligners import SimilarityAligner
 from facekit.detectors import SCRFD
 from facekit.embedders import ArcFace
@@ -101,8 +102,8 @@ def test_rebatched_mobilefacenet_gives_the_originals_raw_outputs(
 ) -> None:
     original = models_dir / MOBILEFACENET
     blob = ((crops.astype(np.float32) - 127.5) / 128.0).transpose(0, 3, 1, 2)
-    copy = _rebatch.dynamic_batch_copy(original, sha256_of(original), check_input=blob[:3])
-    assert copy is not None
+    copy = _rebatch.dynamic_copy(original, sha256_of(original), check_input=blob[:3])
+    assert isinstance(copy, Path)
     assert copy.parent == cache
     before = ort.InferenceSession(str(original), providers=["CPUExecutionProvider"])
     after = ort.InferenceSession(str(copy), providers=["CPUExecutionProvider"])
@@ -168,13 +169,13 @@ def test_cached_copy_is_reused(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     exports: list[Path] = []
-    real = _rebatch._make_batch_dynamic
+    real = _rebatch._make_dynamic
 
-    def counting(model: Any, onnx: Any) -> None:
+    def counting(model: Any, onnx: Any, **edits: bool) -> None:
         exports.append(Path())
-        real(model, onnx)
+        real(model, onnx, **edits)
 
-    monkeypatch.setattr(_rebatch, "_make_batch_dynamic", counting)
+    monkeypatch.setattr(_rebatch, "_make_dynamic", counting)
     first = ArcFace("mobilefacenet_128d", model_dir=models_dir)
     (copy,) = cache.glob("*.onnx")
     stamp = copy.stat().st_mtime_ns
@@ -218,7 +219,7 @@ def test_without_onnx_falls_back_to_batch_one(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     monkeypatch.setitem(sys.modules, "onnx", None)
-    with caplog.at_level(logging.DEBUG, logger="facekit._rebatch"):
+    with caplog.at_level(logging.DEBUG, logger="facekit"):
         embedder = ArcFace("mobilefacenet_128d", model_dir=models_dir)
     assert "the onnx package is not installed" in caplog.text
     assert not embedder.batch_dynamic
@@ -246,9 +247,7 @@ def test_rebatched_scrfd_finds_the_same_faces_in_fewer_runs(
             assert abs(a.score - b.score) < 1e-5
 
 
-def test_graph_that_folds_the_batch_is_left_alone(
-    tmp_path: Path, cache: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_graph_that_folds_the_batch_is_left_alone(tmp_path: Path, cache: Path) -> None:
     helper = onnx.helper
     graph = helper.make_graph(
         [helper.make_node("Reshape", ["x", "shape"], ["y"])],
@@ -260,9 +259,8 @@ def test_graph_that_folds_the_batch_is_left_alone(
     path = tmp_path / "folds.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
     check = np.arange(8, dtype=np.float32).reshape(2, 4)
-    with caplog.at_level(logging.DEBUG, logger="facekit._rebatch"):
-        assert _rebatch.dynamic_batch_copy(path, sha256_of(path), check_input=check) is None
-    assert "folds the batch into another axis" in caplog.text
+    with pytest.raises(_rebatch.CopyError, match="folds the batch into another axis"):
+        _rebatch.dynamic_copy(path, sha256_of(path), check_input=check)
     assert not cache.exists()
 
 
@@ -276,7 +274,7 @@ def test_copy_whose_outputs_differ_is_not_used(
     # for every image of a batch: a real broken copy, which the check must reject
     monkeypatch.setattr(_rebatch, "_resize_by_scales", lambda *args: None)
     path = models_dir / "scrfd/scrfd_2.5g_kps_640x640.onnx"
-    with caplog.at_level(logging.DEBUG, logger="facekit._rebatch"):
+    with caplog.at_level(logging.DEBUG, logger="facekit"):
         detector = SCRFD(path, batch_size=4)
     assert "of image 1 differs by" in caplog.text
     assert detector.batch_size == 1
@@ -294,3 +292,91 @@ def test_threads_reach_the_session_options(models_dir: Path, cache: Path) -> Non
     assert default._session.get_session_options().intra_op_num_threads == 0
     with pytest.raises(ConfigError, match="threads"):
         ArcFace("mobilefacenet_128d", model_dir=models_dir, threads=0)
+
+
+def _save(tmp_path: Path, name: str, graph: Any) -> Path:
+    path = tmp_path / f"{name}.onnx"
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 13)])
+    onnx.save(model, str(path))
+    return path
+
+
+def _conv_graph(batch: int, *, pooled: bool = False) -> Any:
+    """A 1×1 convolution of a ``batch×3×8×8`` input, its weights also listed as a graph
+    input (as old exporters did); ``pooled``: followed by a global average pool."""
+    helper = onnx.helper
+    weights = np.arange(12, dtype=np.float32).reshape(4, 3, 1, 1) / 10
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c" if pooled else "y"])]
+    if pooled:
+        nodes.append(helper.make_node("GlobalAveragePool", ["c"], ["y"]))
+    side = 1 if pooled else 8
+    return helper.make_graph(
+        nodes,
+        "conv",
+        [
+            helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [batch, 3, 8, 8]),
+            helper.make_tensor_value_info("w", onnx.TensorProto.FLOAT, [4, 3, 1, 1]),
+        ],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [batch, 4, side, side])],
+        [onnx.numpy_helper.from_array(weights, "w")],
+    )
+
+
+def test_free_size_copy_of_a_fixed_batch_of_two(tmp_path: Path, cache: Path) -> None:
+    path = _save(tmp_path, "conv", _conv_graph(2))
+    check = np.random.default_rng(1).uniform(0, 1, (4, 3, 8, 8)).astype(np.float32)
+    with pytest.raises(_rebatch.CopyError, match="needs a multiple of 2 rows, at least 4"):
+        _rebatch.dynamic_copy(path, sha256_of(path), check_input=check[:3], free_size=True)
+    copy = _rebatch.dynamic_copy(
+        path, sha256_of(path), check_input=check, free_size=True, drop_initializer_inputs=True
+    )
+    assert copy == cache / f"{sha256_of(path)}.v1.size.weights.onnx"
+    session = ort.InferenceSession(str(copy), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["x"]
+    assert session.get_inputs()[0].shape == ["batch", 3, "height", "width"]
+    image = np.random.default_rng(2).uniform(0, 255, (5, 3, 16, 24)).astype(np.float32)
+    (got,) = session.run(None, {"x": image})
+    want = np.einsum("oc,nchw->nohw", np.arange(12, dtype=np.float32).reshape(4, 3) / 10, image)
+    assert np.allclose(got, want, rtol=1e-5)
+    # the batch-only copy of the same file is another cached copy
+    batch_only = _rebatch.dynamic_copy(path, sha256_of(path), check_input=check)
+    assert batch_only == cache / f"{sha256_of(path)}.v1.onnx"
+    assert [i.name for i in onnx.load(str(batch_only)).graph.input] == ["x", "w"]
+
+
+def test_free_size_needs_outputs_that_follow_the_size(tmp_path: Path, cache: Path) -> None:
+    path = _save(tmp_path, "pooled", _conv_graph(1, pooled=True))
+    check = np.ones((2, 3, 8, 8), np.float32)
+    assert isinstance(_rebatch.dynamic_copy(path, sha256_of(path), check_input=check), Path)
+    with pytest.raises(_rebatch.CopyError, match="twice as high and wide has shape"):
+        _rebatch.dynamic_copy(path, sha256_of(path), check_input=check, free_size=True)
+    helper = onnx.helper
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["x", "shape"], ["y"])],
+        "flat",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 4, 4])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 3, 16, 1])],
+        [helper.make_tensor("shape", onnx.TensorProto.INT64, [4], [1, 3, 16, 1])],
+    )
+    flat = _save(tmp_path, "flat", graph)
+    check = np.ones((2, 3, 4, 4), np.float32)
+    with pytest.raises(_rebatch.CopyError, match="fixes the height and width"):
+        _rebatch.dynamic_copy(flat, sha256_of(flat), check_input=check, free_size=True)
+    assert not (cache / f"{sha256_of(flat)}.v1.size.onnx").exists()
+
+
+def test_atomic_write_leaves_the_old_file_or_the_new_one(tmp_path: Path) -> None:
+    target = tmp_path / "deep" / "file.bin"
+    write_atomically(target, b"old")
+
+    def failing_writer() -> None:
+        with replacing(target) as temporary:
+            temporary.write_bytes(b"half")
+            raise RuntimeError("the writer fails")
+
+    with pytest.raises(RuntimeError, match="the writer fails"):
+        failing_writer()
+    assert target.read_bytes() == b"old"
+    write_atomically(target, b"new")
+    assert target.read_bytes() == b"new"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["file.bin"]

@@ -210,7 +210,7 @@ def test_cli_models_list_and_verify(models_dir: Path, capsys: pytest.CaptureFixt
     assert "scrfd_500m" in listing
     assert "RESEARCH ONLY" in listing
     rows = {line.split()[0]: line.split() for line in listing.splitlines()[1:]}
-    assert rows["adaface_ir18_casia"][3:] == ["?", "RESEARCH", "ONLY"]  # size not published
+    assert rows["adaface_ir18_casia"][3:] == ["?", "no", "RESEARCH", "ONLY"]  # size unpublished
     assert rows["mtcnn"][2:4] == ["mtcnn", "2.0"]
     assert "RESEARCH" not in rows["mtcnn"]
     assert (

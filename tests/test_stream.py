@@ -200,6 +200,70 @@ def test_every_n_skips_frames_and_repeats_their_faces(
     assert (track.identity, track.last_frame) == ("lennon", 40)
 
 
+def _lane_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("facekit-lane-")]
+
+
+def test_frames_are_detected_in_the_engine_lanes_and_closing_joins_them(
+    video: Path, models_dir: Path
+) -> None:
+    """Detection runs in the batched engine's lanes, one frame per batch, only for the
+    analysed frames; closing the stream early stops and joins the lanes and the reader."""
+    fr = _recognizer(models_dir, workers=2)
+    real = fr.detector.detect_batch
+    calls: list[tuple[str, int]] = []
+
+    def spy(images: Any) -> Any:
+        calls.append((threading.current_thread().name, len(images)))
+        return real(images)
+
+    fr.detector.detect_batch = spy  # type: ignore[method-assign]
+    lanes_before = len(_lane_threads())
+    frames = stream(fr, video, every=3)
+    seen = [next(frames) for _ in range(20)]
+    assert len(_lane_threads()) == lanes_before + 2
+    frames.close()
+    assert len(_lane_threads()) == lanes_before  # joined, not left running
+    assert [f.index for f in seen if f.analysed] == [0, 3, 6, 9, 12, 15, 18]
+    assert all(face.detection is not None for f in seen for face in f.faces)
+    # only analysed frames were detected (the lanes may have read a few ahead), each
+    # alone and in a lane thread, never in the caller's
+    assert 7 <= len(calls) <= 7 + 8
+    assert {count for _, count in calls} == {1}
+    assert all(name.startswith("facekit-lane-") for name, _ in calls)
+    for _ in range(100):  # the reader thread ends once its current read returns
+        if not any(t.name == "facekit-stream-reader" for t in threading.enumerate()):
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("the frame reader thread is still running after close")
+
+
+def test_lanes_and_no_lanes_give_the_same_frames(
+    video: Path, gallery_file: Path, models_dir: Path
+) -> None:
+    """The tracker sees the same detections in the same order with the engine's lanes
+    (frames read ahead) as in the caller's thread (workers=0), skipped frames included."""
+    runs = []
+    for workers in (0, 2):
+        fr = _recognizer(models_dir, gallery=gallery_file, workers=workers)
+        runs.append(list(stream(fr, video, every=3)))
+    lanes, alone = runs
+    assert [f.index for f in alone] == list(range(FRAMES))
+
+    def key(frame: FrameResult) -> tuple[object, ...]:
+        faces = [
+            (f.track_id, f.fresh, f.detection.box, f.match.identity if f.match else None)
+            for f in frame.faces
+        ]
+        return frame.index, frame.timestamp, frame.analysed, faces
+
+    assert [key(f) for f in lanes] == [key(f) for f in alone]
+    for a, b in zip(lanes, alone, strict=True):
+        assert np.array_equal(a.image, b.image)
+    assert summarize(lanes) == summarize(alone)
+
+
 def test_a_source_that_cannot_be_opened_is_a_stream_error(tmp_path: Path, models_dir: Path) -> None:
     fr = _recognizer(models_dir)
     with pytest.raises(StreamError, match="no such video file"):
@@ -245,10 +309,15 @@ class _StallingCapture:
         self.capture.release()
 
 
-def test_a_capture_that_stalls_ends_with_a_stream_error(video: Path, models_dir: Path) -> None:
-    fr = _recognizer(models_dir)
+@pytest.mark.parametrize(("every", "workers"), [(1, 2), (2, 2), (2, 0)])
+def test_a_capture_that_stalls_ends_with_a_stream_error(
+    video: Path, models_dir: Path, every: int, workers: int
+) -> None:
+    """The engine's lanes read the frames: a stall is still raised in the caller, after
+    the frames read before it (skipped ones included), with lanes and without."""
+    fr = _recognizer(models_dir, workers=workers)
     capture = _StallingCapture(video, frames=3)
-    frames = stream(fr, capture, timeout=0.5)
+    frames = stream(fr, capture, timeout=0.5, every=every)
     try:
         assert [next(frames).index for _ in range(3)] == [0, 1, 2]
         with pytest.raises(StreamError, match=r"no frame 3 within 0.5 s .*stopped sending"):

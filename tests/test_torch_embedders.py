@@ -9,6 +9,7 @@ ONNX export and refuse files that do not fit. No test here says anything about a
 
 from __future__ import annotations
 
+import os
 import pickle
 from pathlib import Path
 
@@ -155,10 +156,20 @@ def test_adaface_flip_averaging(adaface_ckpt: Path, adaface: AdaFace) -> None:
     assert not np.allclose(plain.embed(crops), plain.embed(mirrored), atol=1e-3)
 
 
-def test_adaface_onnx_export_agrees_and_runs_in_arcface(adaface: AdaFace, tmp_path: Path) -> None:
+def test_adaface_onnx_export_agrees_and_runs_in_arcface(
+    adaface: AdaFace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[int] = []
+    fsync = os.fsync
+
+    def spy(fd: int) -> None:  # the real fsync, recording which file it flushed
+        synced.append(os.fstat(fd).st_ino)
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
     path = adaface.export_onnx(tmp_path / "adaface.onnx")
-    assert path.exists()
-    assert not list(tmp_path.glob("*.part"))
+    assert path.stat().st_ino in synced  # on disk before it was renamed into place
+    assert os.listdir(tmp_path) == ["adaface.onnx"]  # no temporary file left
     color, mean, std = adaface.preprocessing
     assert (color, mean, std) == ("BGR", 127.5, 127.5)
     onnx_embedder = ArcFace(path, color=color, mean=mean, std=std, batch_size=4)

@@ -78,13 +78,24 @@ def test_spec_well_formed(spec: zoo.ModelSpec) -> None:
     if spec.task == "recognition":
         assert spec.embedding_dim
         assert spec.template
+    if spec.convert is not None:  # made from the model's one (verified) file
+        assert len(spec.files) == 1
+        assert re.fullmatch(r"[\w.]+:\w+", spec.convert.converter)
+        assert not spec.convert.output.sources
+        if spec.convert.output.sha256 is None:
+            assert "pinned on first use" in spec.provenance
+
+
+def _all_files(spec: zoo.ModelSpec) -> list[ModelFile]:
+    """The files of ``spec``, with its converted file."""
+    return [*spec.files, *((spec.convert.output,) if spec.convert else ())]
 
 
 def test_names_and_digests_unique() -> None:
     assert len(BY_NAME) == len(MODELS)
-    digests = [f.sha256 for spec in MODELS for f in spec.files if f.sha256]
+    digests = [f.sha256 for spec in MODELS for f in _all_files(spec) if f.sha256]
     assert len(set(digests)) == len(digests)
-    names = [f.name for spec in MODELS for f in spec.files]
+    names = [f.name for spec in MODELS for f in _all_files(spec)]
     assert len(set(names)) == len(names)  # pins are keyed by file name
     for backend, name in zoo.DEFAULT_MODELS.items():
         assert BY_NAME[name].backend == backend
@@ -110,6 +121,8 @@ def test_specs_match_the_real_files(shared_files: dict[str, tuple[Path, str, int
 
 def test_resolve_by_name_in_subfolders(models_dir: Path) -> None:
     for spec in MODELS:
+        if spec.convert is not None:
+            continue  # resolves to its converted file: test_zoo_open
         if zoo.verify(spec, model_dir=models_dir) == {f.name: "missing" for f in spec.files}:
             continue  # not staged (the large InsightFace packs)
         found = resolve(spec.name, model_dir=models_dir, download=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,8 @@ from .errors import ConfigError, DeviceError, ModelError
 from .zoo import Task, default_model, resolve
 
 __all__ = ["OnnxModel", "open_session", "providers_for"]
+
+_LOG = logging.getLogger(__name__)
 
 
 def providers_for(device: str) -> list[str]:
@@ -36,8 +39,9 @@ def providers_for(device: str) -> list[str]:
     raise DeviceError(f"unknown device {device!r}; use 'cpu', 'cuda' or 'cuda:N'")
 
 
-def open_session(path: Path, device: str = "cpu", threads: int | None = None) -> Any:
-    """An ``onnxruntime.InferenceSession`` for the model at ``path`` on ``device``.
+def open_session(model: Path | bytes, device: str = "cpu", threads: int | None = None) -> Any:
+    """An ``onnxruntime.InferenceSession`` for the model at ``model`` (a path, or the
+    serialised model itself) on ``device``.
 
     Args:
         threads: intra-op threads (``intra_op_num_threads``; inter-op threads are then 1);
@@ -63,12 +67,14 @@ def open_session(path: Path, device: str = "cpu", threads: int | None = None) ->
     provider_options: list[dict[str, Any]] = [{} for _ in providers]
     if device.startswith("cuda:"):
         provider_options[0] = {"device_id": int(device.split(":", 1)[1])}
+    source = model if isinstance(model, bytes) else str(model)
     try:
         return ort.InferenceSession(
-            str(path), sess_options=options, providers=providers, provider_options=provider_options
+            source, sess_options=options, providers=providers, provider_options=provider_options
         )
     except Exception as exc:  # onnxruntime raises its own exception types for bad files
-        raise ModelError(f"{path} is not a loadable ONNX model: {exc}") from None
+        shown = f"a model of {len(model)} bytes" if isinstance(model, bytes) else str(model)
+        raise ModelError(f"{shown} is not a loadable ONNX model: {exc}") from None
 
 
 class OnnxModel:
@@ -114,23 +120,48 @@ class OnnxModel:
         self._threads = threads
         self._session = open_session(self._model.path, device, threads)
 
-    def _use_dynamic_batch(self, check_input: np.ndarray) -> bool:
+    def _use_dynamic_copy(
+        self,
+        check_input: np.ndarray,
+        *,
+        free_size: bool = False,
+        drop_initializer_inputs: bool = False,
+    ) -> None:
         """Switch the session to a verified copy of the model with a symbolic batch
-        dimension (see `facekit._rebatch.dynamic_batch_copy`), for a graph whose batch is
-        fixed at 1.
+        dimension (see `facekit._rebatch.dynamic_copy`, which the arguments are passed to).
+
+        Raises:
+            facekit._rebatch.CopyError: no copy; the session still runs the original.
+        """
+        from ._rebatch import dynamic_copy
+
+        copy = dynamic_copy(
+            self._model.path,
+            self.sha256,
+            check_input=check_input,
+            free_size=free_size,
+            drop_initializer_inputs=drop_initializer_inputs,
+        )
+        self._session = open_session(copy, self._device, self._threads)
+
+    def _use_dynamic_batch(self, check_input: np.ndarray) -> bool:
+        """`_use_dynamic_copy` for a graph whose batch is fixed at 1, where running the
+        original one image at a time is the fallback.
 
         Args:
             check_input: ``(N >= 2, ...)`` float32 inputs the copy is checked on.
 
         Returns:
-            Whether the session now runs the copy (``False``: the original at batch 1).
+            Whether the session now runs the copy (``False``: the original at batch 1, the
+            reason debug-logged).
         """
-        from ._rebatch import dynamic_batch_copy
+        from ._rebatch import CopyError
 
-        copy = dynamic_batch_copy(self._model.path, self.sha256, check_input=check_input)
-        if copy is None:
+        try:
+            self._use_dynamic_copy(check_input)
+        except CopyError as exc:
+            _LOG.debug("%s: batch stays 1: %s", self._model.path.name, exc)
             return False
-        self._session = open_session(copy, self._device, self._threads)
         return True
 
     @property

@@ -24,13 +24,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
+from ._atomic import replacing
 from ._mxnet import Checkpoint, import_mxnet, load_checkpoint, resolve_checkpoint, unfused
 from .errors import BackendError, ModelError
 
@@ -105,35 +105,29 @@ def mxnet_to_onnx(
     shape = (1, 3, height, width)
     symbol, args = _exportable(mx, symbol, args)
     target = Path(output)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=target.parent, prefix=target.name, suffix=".part")
-    os.close(fd)
-    try:
+    with replacing(target) as temporary:
         try:
             mx.onnx.export_model(
                 symbol,
                 {**args, **aux},
                 in_shapes=[shape],
                 in_types=[np.float32],
-                onnx_file_path=temp,
+                onnx_file_path=str(temporary),
                 dynamic=recognition,  # recognisers take batches; RetinaFace one image
                 dynamic_input_shapes=[(None, 3, height, width)] if recognition else None,
             )
         except Exception as exc:  # the exporter raises AttributeError, KeyError, ...
             raise ModelError(f"MXNet could not export {checkpoint.prefix}: {exc}") from None
-        graph = onnx.load(temp)
+        # protobuf whatever the extension (onnx would pick JSON or text by it)
+        graph = onnx.load(temporary, format="protobuf")
         _fix_prelu_slopes(graph)
-        onnx.save(graph, temp)
-        error = _check(mx, symbol, args, aux, Path(temp), shape)
+        onnx.save(graph, temporary, format="protobuf")
+        error = _check(mx, symbol, args, aux, temporary, shape)
         if error > tolerance:
             raise ModelError(
                 f"the ONNX conversion of {checkpoint.prefix} disagrees with MXNet (relative "
                 f"error {error:.2e} > {tolerance:.0e}); nothing was written"
             )
-        os.replace(temp, target)
-    finally:
-        if os.path.exists(temp):
-            os.unlink(temp)
     _LOG.info("converted %s to %s (relative error %.1e)", checkpoint.prefix, target, error)
     return Conversion(target, found_task, (-1 if recognition else 1, 3, height, width), error)
 

@@ -22,38 +22,28 @@ node of a cluster.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
-import math
 import os
 import pickle
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from .embedders._common import require_thresholds
 from .errors import ConfigError, FacekitError, GalleryError
 from .gallery import Aggregate, EmbedderInfo, Gallery
+from .gallery.backends import IndexName
 from .io import describe
-from .recognizer import (
-    _SKIPPED,
-    FaceRecognizer,
-    _AlreadyEnrolled,
-    _enrolled_contents,
-    _EnrollLoader,
-    _problem,
-)
+from .recognizer import EnrollWriter, FaceRecognizer, enrolled_contents, identify_faces
 from .sources import folder_sources
-from .types import EnrolledFace, EnrollProblem, EnrollReport, FaceMatch
+from .types import EnrollReport, FaceMatch
 
 if TYPE_CHECKING:
     from types import ModuleType
 
 __all__ = ["enroll", "identify"]
-
-_LOG = logging.getLogger(__name__)
 
 _WRITE_BATCH = 256
 """Per-file results the driver handles at a time: one gallery transaction (`enroll`) or
@@ -61,9 +51,15 @@ one gallery search (`identify`)."""
 _CPU_PER_ACTOR = 0.5
 """Logical CPUs reserved per actor on a cluster without GPUs: fractional, so that actors
 never hold every CPU (Ray Data's own tasks would then wait for ever)."""
+_PROGRESS_LOGGERS = {
+    "ray.data._internal.progress": logging.ERROR,
+    "ray.data._internal.execution.streaming_executor": logging.WARNING,
+}
+"""Ray Data's loggers of progress, and the level they are set to while facekit runs a
+dataset without ``progress``: the warning that bars are off (facekit turned them off) and
+the INFO lines at each run's start and end are left out."""
 _FACTS_TIMEOUT_S = 600.0
 """How long the driver waits for a worker to build the recogniser and report its embedder."""
-_T = TypeVar("_T")
 
 
 def enroll(
@@ -74,6 +70,7 @@ def enroll(
     actors: int | None = None,
     batch_size: int = 32,
     face: Literal["largest", "best", "error"] = "largest",
+    index: IndexName = "auto",
     progress: bool = True,
     **recognizer_kwargs: Any,
 ) -> EnrollReport:
@@ -94,6 +91,9 @@ def enroll(
         batch_size: images each actor detects and embeds per call.
         face: which face of an image with several: ``"largest"``, ``"best"``, or
             ``"error"`` to refuse such images.
+        index: how a gallery given by location is opened (`Gallery`'s ``index``): a faiss
+            index (``"hnsw"``, ``"ivf"``) grows with the new samples and is saved beside
+            the gallery file, ready for the next search.
         progress: show Ray Data's progress bars.
         recognizer_kwargs: arguments of the `FaceRecognizer` each actor builds (detector,
             models, options, quality filter...). On GPU actors ``device``
@@ -115,7 +115,14 @@ def enroll(
     if not items:
         return EnrollReport()
     with _connected(address) as ray:
-        return _enroll(ray, items, gallery, actors, batch_size, face, progress, recognizer_kwargs)
+        plan = _Plan.of(ray, actors, recognizer_kwargs)
+        binding, _ = _embedder_facts(ray, plan)
+        location = _open(gallery, binding, create=True, index=index)
+        try:
+            return _enroll(ray, items, location, plan, binding, face, batch_size, progress)
+        finally:
+            if location is not gallery:
+                location.close()
 
 
 def identify(
@@ -128,6 +135,7 @@ def identify(
     top_k: int = 1,
     threshold: float | None = None,
     aggregate: Aggregate = "max",
+    index: IndexName = "auto",
     progress: bool = True,
     **recognizer_kwargs: Any,
 ) -> list[list[FaceMatch] | FacekitError]:
@@ -137,7 +145,7 @@ def identify(
     Args:
         images: image files every node can read.
         gallery: an existing gallery location or an open `Gallery`.
-        address, actors, batch_size, progress, recognizer_kwargs: as for `enroll`.
+        address, actors, batch_size, index, progress, recognizer_kwargs: as for `enroll`.
         top_k, threshold, aggregate: as for `FaceRecognizer.identify` (``threshold``
             defaults to the embedder's ``thresholds.same``).
 
@@ -162,12 +170,11 @@ def identify(
             limit = same
         else:  # the usual error for an embedder without thresholds
             limit = require_thresholds(None, binding.name).same
-        searched = _open(gallery, binding, create=False)
+        searched = _open(gallery, binding, create=False, index=index)
         try:
-            dataset = _mapped(ray, items, plan, _FacesActor, {}, batch_size, progress)
-            found: list[list[FaceMatch] | FacekitError] = [[] for _ in items]
-            for batch in dataset.iter_batches(batch_size=_WRITE_BATCH, batch_format="numpy"):
-                _match(batch, searched, found, top_k, limit, aggregate)
+            found: list[list[FaceMatch] | FacekitError] = []
+            for batch in _results(ray, items, plan, _FacesActor, {}, batch_size, progress):
+                found.extend(_match(batch, searched, top_k, limit, aggregate))
         finally:
             if searched is not gallery:
                 searched.close()
@@ -213,30 +220,20 @@ class _Plan:
 def _enroll(
     ray: ModuleType,
     items: list[tuple[str, str]],
-    location: str | os.PathLike[str] | Gallery,
-    actors: int | None,
-    batch_size: int,
+    gallery: Gallery,
+    plan: _Plan,
+    binding: EmbedderInfo,
     face: str,
+    batch_size: int,
     progress: bool,
-    recognizer_kwargs: Mapping[str, Any],
 ) -> EnrollReport:
-    plan = _Plan.of(ray, actors, recognizer_kwargs)
-    binding, _ = _embedder_facts(ray, plan)
-    gallery = _open(location, binding, create=True)
-    try:
-        known = _enrolled_contents(gallery)
-        options = {"known": known, "face": face}
-        dataset = _mapped(ray, items, plan, _EnrollActor, options, batch_size, progress)
-        writer = _Writer(gallery, binding, items)
-        for batch in dataset.iter_batches(batch_size=_WRITE_BATCH, batch_format="numpy"):
-            writer.write(batch)
-    finally:
-        if gallery is not location:
-            gallery.close()
-    report = writer.report()
-    for problem in report.failed:
-        _LOG.warning("not enrolled: %s (%s): %s", problem.source, problem.identity, problem.reason)
-    return report
+    """The actors' `FaceRecognizer.enrollables` of every file, written by one
+    `EnrollWriter` here, a batch per transaction, in input order."""
+    options = {"known": enrolled_contents(gallery), "face": face}
+    writer = EnrollWriter(gallery, binding)
+    for batch in _results(ray, items, plan, _EnrollActor, options, batch_size, progress):
+        writer.write([pickle.loads(bytes(blob)) for blob in batch["outcome"]])
+    return writer.report()
 
 
 def _import_ray() -> ModuleType:
@@ -310,11 +307,15 @@ def _recognizer_facts(recognizer_kwargs: Mapping[str, Any]) -> tuple[str, float 
 
 
 def _open(
-    location: str | os.PathLike[str] | Gallery, binding: EmbedderInfo, *, create: bool
+    location: str | os.PathLike[str] | Gallery,
+    binding: EmbedderInfo,
+    *,
+    create: bool,
+    index: IndexName,
 ) -> Gallery:
     """The gallery at ``location``, bound to ``binding`` (created when new and ``create``)."""
     if not isinstance(location, Gallery):
-        return Gallery(location, embedder=binding, create=create)
+        return Gallery(location, embedder=binding, create=create, index=index)
     if location.embedder is not None and location.embedder.differences(binding):
         raise GalleryError(
             "the gallery was made by another embedder "
@@ -323,7 +324,7 @@ def _open(
     return location
 
 
-def _mapped(
+def _results(
     ray: ModuleType,
     items: list[tuple[str, str]],
     plan: _Plan,
@@ -331,15 +332,19 @@ def _mapped(
     options: dict[str, Any],
     batch_size: int,
     progress: bool,
-) -> Any:
-    """The Ray dataset of ``actor``'s per-file results, in input order: each actor of the
-    pool is built as ``actor(recognizer_kwargs, **options)`` and called with batches of
-    ``index`` (B,) int64 and ``path`` (B,) bytes columns."""
-    rows = [{"index": i, "path": os.fsencode(path)} for i, (_, path) in enumerate(items)]
+) -> Iterator[Mapping[str, np.ndarray]]:
+    """``actor``'s per-file results in input order, `_WRITE_BATCH` files at a time: each
+    actor of the pool is built as ``actor(recognizer_kwargs, **options)`` and called with
+    batches of ``identity`` and ``path`` (B,) bytes columns (text as UTF-8 with undecodable
+    file-name bytes kept, which Arrow strings could not hold). Without ``progress``, Ray
+    Data neither shows bars nor logs the run's start and end (nor that bars are off)."""
+    rows = [{"identity": _bytes(identity), "path": _bytes(path)} for identity, path in items]
     dataset = ray.data.from_items(rows)
-    dataset.context.execution_options.preserve_order = True
-    dataset.context.enable_progress_bars = progress
-    return dataset.map_batches(
+    context = dataset.context
+    context.execution_options.preserve_order = True
+    context.enable_progress_bars = progress
+    context.print_on_execution_start = progress
+    mapped = dataset.map_batches(
         actor,
         batch_size=batch_size,
         batch_format="numpy",
@@ -348,19 +353,28 @@ def _mapped(
         num_gpus=plan.gpus,
         fn_constructor_kwargs={"recognizer_kwargs": dict(plan.recognizer_kwargs), **options},
     )
+    with _quiet(_PROGRESS_LOGGERS if not progress else {}):
+        yield from mapped.iter_batches(batch_size=_WRITE_BATCH, batch_format="numpy")
+
+
+@contextlib.contextmanager
+def _quiet(levels: Mapping[str, int]) -> Iterator[None]:
+    """The loggers named in ``levels`` set to those levels meanwhile."""
+    loggers = {logging.getLogger(name): level for name, level in levels.items()}
+    before = {logger: logger.level for logger in loggers}
+    for logger, level in loggers.items():
+        logger.setLevel(level)
+    try:
+        yield
+    finally:
+        for logger, level in before.items():
+            logger.setLevel(level)
 
 
 class _EnrollActor:
-    """One actor of the pool: a recogniser built once, then per batch of files the outcome
-    of each, as columns:
-
-    - ``index`` (B,) int64: the file's position in the input;
-    - ``kind`` (B,) str: ``""`` when embedded, else the `EnrollProblem.kind`;
-    - ``reason`` (B,) bytes: why not (UTF-8, undecodable file-name bytes kept);
-    - ``digest`` (B,) str: sha256 of the file's bytes (``""`` when unread);
-    - ``embedding`` (B, D) float32: the unit embedding (zeros when none);
-    - ``box`` (B, 4) float64 pixels, ``score`` (B,) float64, ``faces`` (B,) int64 faces found.
-    """
+    """One actor of `enroll`'s pool: a recogniser built once, then per batch of files their
+    `FaceRecognizer.enrollables` (errors are data, never raised), as an ``outcome`` (B,)
+    bytes column: each the pickled `Enrollable` or `EnrollProblem`."""
 
     def __init__(self, recognizer_kwargs: dict[str, Any], known: frozenset[str], face: str) -> None:
         self._recognizer = FaceRecognizer(**recognizer_kwargs)
@@ -368,196 +382,58 @@ class _EnrollActor:
         self._face: Any = face
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        recognizer = self._recognizer
-        paths = [os.fsdecode(bytes(path)) for path in batch["path"]]
-        engine = recognizer.pipeline(
-            batch_size=len(paths), load=_EnrollLoader(recognizer, self._known)
+        items = list(zip(_texts(batch["identity"]), _texts(batch["path"]), strict=True))
+        outcomes = self._recognizer.enrollables(
+            items, face=self._face, known=self._known, batch_size=len(items)
         )
-        count = len(paths)
-        kinds, reasons, digests = [""] * count, [b""] * count, [""] * count
-        embeddings = np.zeros((count, recognizer.embedder.dim), np.float32)
-        boxes = np.zeros((count, 4), np.float64)
-        scores = np.full(count, math.nan)
-        faces = np.zeros(count, np.int64)
-        outcomes = recognizer._detected_enrollables(engine, [("", p) for p in paths], self._face)
-        for row, (_, name, outcome) in enumerate(outcomes):
-            if isinstance(outcome, _AlreadyEnrolled):
-                kinds[row] = _SKIPPED
-            elif isinstance(outcome, (EnrollProblem, FacekitError)):
-                problem = (
-                    outcome if isinstance(outcome, EnrollProblem) else _problem(name, "", outcome)
-                )
-                kinds[row] = problem.kind
-                reasons[row] = problem.reason.encode("utf-8", "surrogateescape")
-            else:
-                digests[row] = outcome.digest
-                embeddings[row] = outcome.embedding
-                boxes[row] = outcome.box
-                scores[row] = math.nan if outcome.score is None else outcome.score
-                faces[row] = outcome.faces_found
-        return {
-            "index": np.asarray(batch["index"], np.int64),
-            "kind": np.asarray(kinds, dtype=object),
-            "reason": np.asarray(reasons, dtype=object),
-            "digest": np.asarray(digests, dtype=object),
-            "embedding": embeddings,
-            "box": boxes,
-            "score": scores,
-            "faces": faces,
-        }
-
-
-class _Writer:
-    """The driver's side: writes each batch of embedded files to the gallery in one
-    transaction, and keeps the report."""
-
-    def __init__(self, gallery: Gallery, binding: EmbedderInfo, items: list[tuple[str, str]]):
-        self._gallery = gallery
-        self._binding = binding
-        self._items = items
-        self._written: set[str] = set()
-        self._added: list[tuple[int, EnrolledFace]] = []
-        self._skipped: list[tuple[int, EnrollProblem]] = []
-        self._failed: list[tuple[int, EnrollProblem]] = []
-
-    def write(self, batch: Mapping[str, np.ndarray]) -> None:
-        """Record the failures and skips of ``batch`` and add its embedded files."""
-        indices = [int(index) for index in batch["index"]]
-        digests = [str(digest) for digest in batch["digest"]]
-        # the workers skipped what the gallery held when the run started; this catches what
-        # this run or another process wrote since
-        stored = self._written | self._gallery.known_content([d for d in digests if d])
-        rows: list[int] = []
-        for row, (index, digest) in enumerate(zip(indices, digests, strict=True)):
-            identity, source = self._items[index]
-            kind = str(batch["kind"][row])
-            if kind == _SKIPPED or (not kind and digest in stored):
-                self._skipped.append((index, EnrollProblem(source, identity, _SKIPPED, _SKIPPED)))
-            elif kind:
-                reason = bytes(batch["reason"][row]).decode("utf-8", "surrogateescape")
-                self._failed.append((index, EnrollProblem(source, identity, reason, kind)))
-            else:
-                stored.add(digest)
-                rows.append(row)
-        if rows:
-            try:
-                self._add(rows, batch)
-            except GalleryError:  # e.g. one invalid identity name: find it, add the others
-                groups: dict[str, list[int]] = {}
-                for row in rows:
-                    groups.setdefault(self._items[indices[row]][0], []).append(row)
-                for group in groups.values():
-                    self._add_or_fail(group, batch)
-
-    def _add(self, rows: list[int], batch: Mapping[str, np.ndarray]) -> None:
-        """Add ``rows`` of ``batch`` in one transaction and report them added."""
-        indices = [int(batch["index"][row]) for row in rows]
-        identities = [self._items[index][0] for index in indices]
-        sources = [self._items[index][1] for index in indices]
-        digests = [str(batch["digest"][row]) for row in rows]
-        boxes = [_box(batch["box"][row]) for row in rows]
-        scores = [_score(batch["score"][row]) for row in rows]
-        self._gallery.add_many(
-            identities,
-            batch["embedding"][rows],
-            embedder=self._binding,
-            sources=sources,
-            content_sha256=digests,
-            boxes=boxes,
-            scores=scores,
-        )
-        self._written.update(digests)
-        for row, index, box, score in zip(rows, indices, boxes, scores, strict=True):
-            identity, source = self._items[index]
-            faces = int(batch["faces"][row])
-            self._added.append((index, EnrolledFace(identity, source, box, score, faces)))
-
-    def _add_or_fail(self, rows: list[int], batch: Mapping[str, np.ndarray]) -> None:
-        """`_add`, or every row reported failed with the gallery's reason."""
-        try:
-            self._add(rows, batch)
-        except GalleryError as exc:
-            for row in rows:
-                index = int(batch["index"][row])
-                identity, source = self._items[index]
-                self._failed.append((index, _problem(source, identity, exc)))
-
-    def report(self) -> EnrollReport:
-        """Everything written so far, each list in input order."""
-        return EnrollReport(_ordered(self._added), _ordered(self._skipped), _ordered(self._failed))
-
-
-def _ordered(entries: list[tuple[int, _T]]) -> tuple[_T, ...]:
-    return tuple(entry for _, entry in sorted(entries, key=lambda pair: pair[0]))
+        return {"outcome": np.asarray([pickle.dumps(o) for o in outcomes], dtype=object)}
 
 
 class _FacesActor:
-    """One actor of `identify`'s pool: per file, its faces as `FaceRecognizer.identify`
-    finds them (largest first, the second pass for image-filling faces when none is found),
-    as a ``faces`` (B,) bytes column: the pickled list of ``(Detection, (D,) embedding)``,
-    or the pickled `FacekitError` of that file."""
+    """One actor of `identify`'s pool: per file its `FaceRecognizer.faces_to_identify`, as
+    a ``faces`` (B,) bytes column: the pickled list of ``(Detection, (D,) embedding)``,
+    largest face first, or the pickled `FacekitError` of that file."""
 
     def __init__(self, recognizer_kwargs: dict[str, Any]) -> None:
         self._recognizer = FaceRecognizer(**recognizer_kwargs)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        paths = [os.fsdecode(bytes(path)) for path in batch["path"]]
-        engine = self._recognizer.pipeline(batch_size=len(paths))
-        found: list[bytes] = []
-        for result in engine.run(paths, fill=True):
-            if isinstance(result, FacekitError):
-                found.append(pickle.dumps(result))
-                continue
-            faces = sorted(result.faces, key=lambda face: -face.detection.area)
-            found.append(pickle.dumps([(face.detection, face.embedding) for face in faces]))
-        return {
-            "index": np.asarray(batch["index"], np.int64),
-            "faces": np.asarray(found, dtype=object),
-        }
+        paths = _texts(batch["path"])
+        found = [
+            pickle.dumps(
+                faces
+                if isinstance(faces, FacekitError)
+                else [(face.detection, face.embedding) for face in faces]
+            )
+            for faces in self._recognizer.faces_to_identify(paths, batch_size=len(paths))
+        ]
+        return {"faces": np.asarray(found, dtype=object)}
 
 
 def _match(
     batch: Mapping[str, np.ndarray],
     gallery: Gallery,
-    found: list[list[FaceMatch] | FacekitError],
     top_k: int,
     threshold: float,
     aggregate: Aggregate,
-) -> None:
-    """Search the faces of a batch of `_FacesActor` results in one gallery search and put
-    each file's matches (or error) at its index in ``found``."""
+) -> list[list[FaceMatch] | FacekitError]:
+    """Who the faces of a batch of `_FacesActor` results are, in one gallery search: per
+    file its matches, or its error."""
     # the pickles come from this run's own workers
-    outcomes = [
-        (int(i), pickle.loads(bytes(blob)))
-        for i, blob in zip(batch["index"], batch["faces"], strict=True)
-    ]
-    faces = [face for _, outcome in outcomes if isinstance(outcome, list) for face in outcome]
+    outcomes = [pickle.loads(bytes(blob)) for blob in batch["faces"]]
+    faces = [face for outcome in outcomes if isinstance(outcome, list) for face in outcome]
     matches = iter(
-        gallery.search(
-            np.stack([embedding for _, embedding in faces]),
-            threshold=threshold,
-            top_k=top_k,
-            aggregate=aggregate,
-        )
-        if faces
-        else []
+        identify_faces(gallery, faces, threshold=threshold, top_k=top_k, aggregate=aggregate)
     )
-    for index, outcome in outcomes:
-        if isinstance(outcome, FacekitError):
-            found[index] = outcome
-            continue
-        found[index] = [
-            FaceMatch(detection, m.identity, m.similarity, m.margin, m.candidates, threshold)
-            for (detection, _), m in zip(
-                outcome, itertools.islice(matches, len(outcome)), strict=True
-            )
-        ]
+    return [
+        outcome if isinstance(outcome, FacekitError) else [next(matches) for _ in outcome]
+        for outcome in outcomes
+    ]
 
 
-def _box(values: np.ndarray) -> tuple[float, float, float, float]:
-    x1, y1, x2, y2 = (float(v) for v in values)
-    return x1, y1, x2, y2
+def _bytes(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape")
 
 
-def _score(value: float) -> float | None:
-    return None if math.isnan(value) else float(value)
+def _texts(column: np.ndarray) -> list[str]:
+    return [bytes(value).decode("utf-8", "surrogateescape") for value in column]

@@ -7,7 +7,7 @@ import itertools
 import logging
 import os
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence, Sized
+from collections.abc import Collection, Iterable, Iterator, Sequence, Sized
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -36,6 +36,7 @@ from .pipeline import (
     check_workers,
 )
 from .pipeline import FacePolicy as _FacePolicy
+from .presets import DEFAULT_PRESET, choose_stage, get_preset
 from .protocols import Aligner, Detector, Embedder
 from .sources import content_sha256, folder_sources
 from .thresholds import load_thresholds
@@ -54,9 +55,19 @@ if TYPE_CHECKING:
     from .quality import QualityFilter
     from .stream import FrameResult, VideoSource
 
-__all__ = ["ChannelOrder", "FacePolicy", "FaceRecognizer"]
+__all__ = [
+    "ALREADY_ENROLLED",
+    "ChannelOrder",
+    "EnrollWriter",
+    "Enrollable",
+    "FacePolicy",
+    "FaceRecognizer",
+    "enrolled_contents",
+    "identify_faces",
+]
 
 _LOG = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 ChannelOrder = Literal["rgb", "bgr"]
 """Channel order of numpy array inputs: ``"rgb"``, or ``"bgr"`` for arrays from OpenCV
@@ -80,13 +91,31 @@ class _Chosen:
     faces_found: int
 
 
+ALREADY_ENROLLED = "already enrolled"
+"""`EnrollProblem.kind` (and reason) of an input skipped because its content is in the
+gallery already."""
+
+
 @dataclass(frozen=True, slots=True)
-class _Enrollable:
-    """One input ready to be added to a gallery."""
+class Enrollable:
+    """One input ready to be added to a gallery: what `FaceRecognizer.enrollables` gives
+    for an image it detected, checked and embedded, and what `EnrollWriter.write` stores.
+
+    Attributes:
+        identity: the identity to enrol it under.
+        source: the file (or input) it came from (`facekit.io.describe`).
+        content_sha256: hex sha256 of the input's content (of a file: its bytes), the key
+            by which an enrolment resumes.
+        embedding: ``(D,)`` float32 unit embedding of the chosen face.
+        box: ``(x1, y1, x2, y2)`` of the face in the image, pixels (the whole crop for
+            already-aligned inputs).
+        score: the detector's score (``None`` for already-aligned inputs).
+        faces_found: faces the detector found in the image (0 for already-aligned inputs).
+    """
 
     identity: str
     source: str
-    digest: str
+    content_sha256: str
     embedding: np.ndarray
     box: tuple[float, float, float, float]
     score: float | None
@@ -97,12 +126,21 @@ class FaceRecognizer:
     """Finds, aligns and embeds faces, and compares them.
 
     Args:
-        detector: a registered detector name (``"scrfd"``) or a `Detector` instance.
-        embedder: a registered embedder name (``"arcface"``) or an `Embedder` instance.
-        detector_model: zoo name or path for a detector given by name (default: the
-            backend's default, buffalo_l's ``det_10g`` for SCRFD).
-        embedder_model: zoo name or path for an embedder given by name (default:
-            buffalo_l's ``w600k_r50`` for ArcFace).
+        detector: a registered detector name (``"scrfd"``) or a `Detector` instance
+            (default: the preset's).
+        embedder: a registered embedder name (``"arcface"``) or an `Embedder` instance
+            (default: the preset's).
+        preset: a named detector + embedder bundle from `facekit.presets.PRESETS`:
+            ``"open"`` (the default: CenterFace + dlib's ResNet, both usable commercially
+            and fetched from the package index), ``"buffalo_l"``, ``"buffalo_m"``,
+            ``"buffalo_s"`` (InsightFace, non-commercial research only). Explicit
+            ``detector``/``embedder``/``*_model`` arguments win over it.
+        detector_model: zoo name or path of the detector's weights (default: the backend's
+            default for a backend given by name, e.g. buffalo_l's ``det_10g`` for SCRFD). Given
+            without ``detector``, a zoo name runs on its zoo backend, a file on SCRFD.
+        embedder_model: zoo name or path of the embedder's weights (default likewise, e.g.
+            ``w600k_r50`` for ArcFace). Given without ``embedder``, a zoo name runs on its
+            zoo backend, a file on ArcFace (ONNX).
         aligner: an `Aligner`; default: the aligner of the embedder's template (a
             similarity transform to its landmark template, or a box crop).
         face: which face to use when an image has several (see `FacePolicy`).
@@ -139,9 +177,10 @@ class FaceRecognizer:
 
     def __init__(
         self,
-        detector: str | Detector = "scrfd",
-        embedder: str | Embedder = "arcface",
+        detector: str | Detector | None = None,
+        embedder: str | Embedder | None = None,
         *,
+        preset: str | None = None,
         detector_model: str | os.PathLike[str] | None = None,
         embedder_model: str | os.PathLike[str] | None = None,
         aligner: Aligner | None = None,
@@ -169,6 +208,9 @@ class FaceRecognizer:
         self.workers = workers
         session_threads = _session_threads(threads, workers)
         common = {"model_dir": model_dir, "device": device, "download": download}
+        bundle = get_preset(DEFAULT_PRESET if preset is None else preset)
+        detector, detector_model = choose_stage("detector", bundle, detector, detector_model)
+        embedder, embedder_model = choose_stage("embedder", bundle, embedder, embedder_model)
         self.detector: Detector = _build(
             "detector",
             detector,
@@ -451,44 +493,66 @@ class FaceRecognizer:
             identity name) are collected with their reason and logged; they never abort the
             run. Images with several faces are listed in ``several_faces``. Each image's
             faces are committed in their own transaction.
+
+        The steps are public for other drivers (`facekit.distributed` runs them on Ray):
+        `enrolled_contents`, then `enrollables` per image, then `EnrollWriter.write`.
         """
-        if face not in ("largest", "best", "error"):
-            raise ConfigError(f"face must be 'largest', 'best' or 'error', got {face!r}")
         gallery = self.gallery
-        binding = EmbedderInfo.of(self.embedder)
         items: Iterable[tuple[str, ImageInput]] = (
             folder_sources(source) if isinstance(source, (str, os.PathLike)) else source
         )
-        loader = _EnrollLoader(self, _enrolled_contents(gallery))
+        outcomes = self.enrollables(
+            items,
+            face=face,
+            known=enrolled_contents(gallery),
+            batch_size=batch_size,
+            aligned=aligned,
+        )
+        writer = EnrollWriter(gallery, EmbedderInfo.of(self.embedder))
+        for outcome in _progress(outcomes, items, progress, "enrolling"):
+            writer.write([outcome])
+        return writer.report()
+
+    def enrollables(
+        self,
+        items: Iterable[tuple[str, ImageInput]],
+        *,
+        face: Literal["largest", "best", "error"] = "largest",
+        known: Collection[str] = frozenset(),
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        aligned: bool = False,
+    ) -> Iterator[Enrollable | EnrollProblem]:
+        """The per-image step of `enroll`, writing nothing: per ``(identity, image)``, in
+        input order and lazily, its `Enrollable` (decoded, hashed, detected, face chosen,
+        quality-checked and embedded in batches), or the `EnrollProblem` saying why not.
+
+        Args:
+            items: ``(identity, image)`` pairs (file paths, bytes, arrays, PIL images).
+            face: as for `enroll`.
+            known: content hashes to skip (`enrolled_contents` of the gallery): such an
+                input gives an `EnrollProblem` of kind `ALREADY_ENROLLED`, not embedded.
+            batch_size: images detected and embedded together.
+            aligned: as for `enroll`.
+
+        Raises:
+            ConfigError: an unknown ``face``.
+        """
+        if face not in ("largest", "best", "error"):
+            raise ConfigError(f"face must be 'largest', 'best' or 'error', got {face!r}")
+        loader = _EnrollLoader(self, frozenset(known))
         engine = self.pipeline(batch_size=batch_size, load=loader)
-        added: list[EnrolledFace] = []
-        skipped: list[EnrollProblem] = []
-        failed: list[EnrollProblem] = []
         if aligned:
             outcomes = self._aligned_enrollables(loader, items, engine.batch_size)
         else:
             outcomes = self._detected_enrollables(engine, items, face)
-        for identity, name, outcome in _progress(outcomes, items, progress, "enrolling"):
-            if isinstance(outcome, _AlreadyEnrolled):
-                skipped.append(EnrollProblem(name, identity, _SKIPPED, _SKIPPED))
-            elif isinstance(outcome, EnrollProblem):
-                failed.append(outcome)
-            elif isinstance(outcome, FacekitError):
-                failed.append(_problem(name, identity, outcome))
-            else:
-                self._add(outcome, binding, added, skipped, failed)
-        for problem in failed:
-            _LOG.warning(
-                "not enrolled: %s (%s): %s", problem.source, problem.identity, problem.reason
-            )
-        return EnrollReport(tuple(added), tuple(skipped), tuple(failed))
+        return (_enrollable_or_problem(*outcome) for outcome in outcomes)
 
     def _detected_enrollables(
         self,
         engine: Pipeline[Any],
         items: Iterable[tuple[str, ImageInput]],
         policy: FacePolicy,
-    ) -> Iterator[tuple[str, str, _Enrollable | EnrollProblem | FacekitError]]:
+    ) -> Iterator[tuple[str, str, Enrollable | EnrollProblem | FacekitError]]:
         """``(identity, source, outcome)`` per input: detected, chosen, quality-checked and
         embedded by the engine, or why not."""
         sources: deque[tuple[str, str]] = deque()
@@ -514,7 +578,7 @@ class FaceRecognizer:
             yield (
                 identity,
                 name,
-                _Enrollable(
+                Enrollable(
                     identity,
                     name,
                     str(result.tag),
@@ -527,7 +591,7 @@ class FaceRecognizer:
 
     def _aligned_enrollables(
         self, loader: _EnrollLoader, items: Iterable[tuple[str, ImageInput]], batch_size: int
-    ) -> Iterator[tuple[str, str, _Enrollable | EnrollProblem | FacekitError]]:
+    ) -> Iterator[tuple[str, str, Enrollable | EnrollProblem | FacekitError]]:
         """``(identity, source, outcome)`` per input: embedded as an already-aligned crop
         (`embed_aligned`) in batches of the engine's size, or why not."""
         iterator = iter(items)
@@ -554,37 +618,8 @@ class FaceRecognizer:
                 yield (
                     identity,
                     name,
-                    _Enrollable(identity, name, digest, embedding, box, None, 0),
+                    Enrollable(identity, name, digest, embedding, box, None, 0),
                 )
-
-    def _add(
-        self,
-        item: _Enrollable,
-        binding: EmbedderInfo,
-        added: list[EnrolledFace],
-        skipped: list[EnrollProblem],
-        failed: list[EnrollProblem],
-    ) -> None:
-        """Add one input's face to the gallery and record what happened."""
-        try:
-            count = self.gallery.add(
-                item.identity,
-                item.embedding,
-                embedder=binding,
-                sources=[item.source],
-                content_sha256=[item.digest],
-                boxes=[item.box],
-                scores=[item.score],
-            )
-        except GalleryError as exc:
-            failed.append(_problem(item.source, item.identity, exc))
-            return
-        if count == 0:  # another process enrolled the same content meanwhile
-            skipped.append(EnrollProblem(item.source, item.identity, "already enrolled", _SKIPPED))
-            return
-        added.append(
-            EnrolledFace(item.identity, item.source, item.box, item.score, item.faces_found)
-        )
 
     def identify(
         self,
@@ -606,22 +641,40 @@ class FaceRecognizer:
                 threshold calibrated at the lower false-accept rate.
             aggregate: score identities by their best sample (``"max"``) or their mean
                 template (``"mean"``).
+
+        The steps are public for other drivers (`facekit.distributed` runs them on Ray):
+        `faces_to_identify`, then `identify_faces`.
         """
         limit = self.thresholds.same if threshold is None else threshold
-        (result,) = self.pipeline(channel_order=channel_order).run([image], fill=True)
-        faces = sorted(_raised(result).faces, key=lambda f: -f.detection.area)
-        if not faces:
-            return []
-        results = self.gallery.search(
-            np.stack([f.embedding for f in faces]),
-            threshold=limit,
-            top_k=top_k,
-            aggregate=aggregate,
+        (found,) = self.faces_to_identify([image], batch_size=1, channel_order=channel_order)
+        if isinstance(found, FacekitError):
+            raise found
+        faces = [(face.detection, face.embedding) for face in found]
+        return identify_faces(
+            self.gallery, faces, threshold=limit, top_k=top_k, aggregate=aggregate
         )
-        return [
-            FaceMatch(f.detection, r.identity, r.similarity, r.margin, r.candidates, limit)
-            for f, r in zip(faces, results, strict=True)
-        ]
+
+    def faces_to_identify(
+        self,
+        images: Iterable[ImageInput],
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        channel_order: ChannelOrder | None = None,
+    ) -> Iterator[list[Face] | FacekitError]:
+        """The first step of `identify`, for many images: per image, in input order and
+        lazily, every face found and embedded, largest first (the second pass for faces
+        that fill the image when none is found), or the error that image gave (unreadable,
+        ...), which does not stop the others.
+
+        Args:
+            images: image inputs, detected and embedded in batches of ``batch_size``.
+        """
+        engine = self.pipeline(channel_order=channel_order, batch_size=batch_size)
+        for result in engine.run(images, fill=True):
+            if isinstance(result, FacekitError):
+                yield result
+            else:
+                yield sorted(result.faces, key=lambda face: -face.detection.area)
 
     # --- streams -------------------------------------------------------------------------
 
@@ -641,7 +694,169 @@ class FaceRecognizer:
         return stream(self, source, every=every, gallery=gallery, **options)
 
 
-_SKIPPED = "already enrolled"
+def identify_faces(
+    gallery: Gallery,
+    faces: Sequence[tuple[Detection, np.ndarray]],
+    *,
+    threshold: float,
+    top_k: int = 1,
+    aggregate: Aggregate = "max",
+) -> list[FaceMatch]:
+    """The second step of `FaceRecognizer.identify`: who each face is, in one gallery
+    search.
+
+    Args:
+        gallery: the gallery to search.
+        faces: ``(detection, (D,) float32 unit embedding)`` per face, e.g. of one or more
+            images' `FaceRecognizer.faces_to_identify`.
+        threshold: similarity below which a face is "unknown".
+        top_k, aggregate: as for `FaceRecognizer.identify`.
+
+    Returns:
+        One `FaceMatch` per face, in order (empty for no faces).
+    """
+    if not faces:
+        return []
+    results = gallery.search(
+        np.stack([embedding for _, embedding in faces]),
+        threshold=threshold,
+        top_k=top_k,
+        aggregate=aggregate,
+    )
+    return [
+        FaceMatch(detection, r.identity, r.similarity, r.margin, r.candidates, threshold)
+        for (detection, _), r in zip(faces, results, strict=True)
+    ]
+
+
+def enrolled_contents(gallery: Gallery) -> frozenset[str]:
+    """Content hashes of every sample of ``gallery``: the ``known`` of
+    `FaceRecognizer.enrollables` (read in the calling thread: the engine's threads must not
+    use a gallery's SQLite connection)."""
+    return frozenset(
+        sample.content_sha256
+        for identity in gallery.identities()
+        for sample in gallery.samples(identity)
+        if sample.content_sha256 is not None
+    )
+
+
+class EnrollWriter:
+    """The last step of `FaceRecognizer.enroll`: writes enrolment outcomes into a gallery
+    and keeps the `EnrollReport`. The single writer of an enrolment (`facekit.distributed`
+    uses it on its driver).
+
+    Args:
+        gallery: the gallery written to (created unbound is fine: the first write binds it).
+        embedder: the binding of the embedder that made the embeddings.
+    """
+
+    def __init__(self, gallery: Gallery, embedder: EmbedderInfo) -> None:
+        self._gallery = gallery
+        self._embedder = embedder
+        self._written: set[str] = set()
+        self._count = 0
+        self._added: list[tuple[int, EnrolledFace]] = []
+        self._skipped: list[tuple[int, EnrollProblem]] = []
+        self._failed: list[tuple[int, EnrollProblem]] = []
+
+    def write(self, outcomes: Sequence[Enrollable | EnrollProblem]) -> None:
+        """Record the problems of ``outcomes`` (in order) and add its enrollables in ONE
+        gallery transaction (`Gallery.add_many`), skipping content the gallery holds:
+        written by this writer, or by another process since ``known`` was read. (Content
+        another process stores between that check and this write is skipped by the
+        gallery and, in a batch of several, reported added: it is in the gallery either
+        way.) When the gallery refuses the batch (e.g. an invalid identity name), each
+        identity is added on its own so only the refused one's inputs fail. A failure is
+        logged as a warning."""
+        first = self._count
+        self._count += len(outcomes)
+        digests = [o.content_sha256 for o in outcomes if isinstance(o, Enrollable)]
+        # one input: `add_many`'s count tells whether another process stored it meanwhile
+        stored = self._written | (
+            self._gallery.known_content(digests) if len(digests) > 1 else set()
+        )
+        fresh: list[tuple[int, Enrollable]] = []
+        for position, outcome in enumerate(outcomes, first):
+            if isinstance(outcome, EnrollProblem):
+                self._note(position, outcome)
+            elif outcome.content_sha256 in stored:
+                self._note(position, _already(outcome))
+            else:
+                stored.add(outcome.content_sha256)
+                fresh.append((position, outcome))
+        if not fresh:
+            return
+        try:
+            self._add(fresh)
+        except GalleryError as exc:
+            groups: dict[str, list[tuple[int, Enrollable]]] = {}
+            for entry in fresh:
+                groups.setdefault(entry[1].identity, []).append(entry)
+            if len(groups) == 1:
+                self._fail(fresh, exc)
+                return
+            for group in groups.values():
+                try:
+                    self._add(group)
+                except GalleryError as error:
+                    self._fail(group, error)
+
+    def _add(self, entries: list[tuple[int, Enrollable]]) -> None:
+        """Add ``entries`` in one transaction and report them added."""
+        items = [item for _, item in entries]
+        count = self._gallery.add_many(
+            [item.identity for item in items],
+            np.stack([item.embedding for item in items]),
+            embedder=self._embedder,
+            sources=[item.source for item in items],
+            content_sha256=[item.content_sha256 for item in items],
+            boxes=[item.box for item in items],
+            scores=[item.score for item in items],
+        )
+        self._written.update(item.content_sha256 for item in items)
+        if count == 0 and len(items) == 1:  # another process enrolled the same content
+            self._note(entries[0][0], _already(items[0]))
+            return
+        for position, item in entries:
+            face = EnrolledFace(item.identity, item.source, item.box, item.score, item.faces_found)
+            self._added.append((position, face))
+
+    def _fail(self, entries: list[tuple[int, Enrollable]], error: GalleryError) -> None:
+        for position, item in entries:
+            self._note(position, _problem(item.source, item.identity, error))
+
+    def _note(self, position: int, problem: EnrollProblem) -> None:
+        if problem.kind == ALREADY_ENROLLED:
+            self._skipped.append((position, problem))
+            return
+        self._failed.append((position, problem))
+        _LOG.warning("not enrolled: %s (%s): %s", problem.source, problem.identity, problem.reason)
+
+    def report(self) -> EnrollReport:
+        """Everything written so far, each list in the order the outcomes were written."""
+        return EnrollReport(
+            _in_order(self._added), _in_order(self._skipped), _in_order(self._failed)
+        )
+
+
+def _enrollable_or_problem(
+    identity: str, source: str, outcome: Enrollable | EnrollProblem | FacekitError
+) -> Enrollable | EnrollProblem:
+    """An input's outcome with its error (if any) turned into an `EnrollProblem`."""
+    if isinstance(outcome, _AlreadyEnrolled):
+        return EnrollProblem(source, identity, ALREADY_ENROLLED, ALREADY_ENROLLED)
+    if isinstance(outcome, FacekitError):
+        return _problem(source, identity, outcome)
+    return outcome
+
+
+def _already(item: Enrollable) -> EnrollProblem:
+    return EnrollProblem(item.source, item.identity, ALREADY_ENROLLED, ALREADY_ENROLLED)
+
+
+def _in_order(entries: list[tuple[int, _T]]) -> tuple[_T, ...]:
+    return tuple(entry for _, entry in sorted(entries, key=lambda pair: pair[0]))
 
 
 def _problem(source: str, identity: str, error: FacekitError) -> EnrollProblem:
@@ -744,17 +959,6 @@ class _EnrollLoader:
         if digest in self._known:
             raise _AlreadyEnrolled(describe(image))
         return Loaded(self._recognizer.load(image), digest)
-
-
-def _enrolled_contents(gallery: Gallery) -> frozenset[str]:
-    """Content hashes of every sample of ``gallery`` (read in the calling thread: the
-    engine's threads must not use its SQLite connection)."""
-    return frozenset(
-        sample.content_sha256
-        for identity in gallery.identities()
-        for sample in gallery.samples(identity)
-        if sample.content_sha256 is not None
-    )
 
 
 def _raised(result: ImageFaces | FacekitError) -> ImageFaces:

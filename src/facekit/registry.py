@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
 from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any, Literal
@@ -29,6 +30,8 @@ _BUILTIN: dict[str, dict[str, str]] = {
         "scrfd": "facekit.detectors.scrfd:SCRFD",
         "mtcnn": "facekit.detectors.mtcnn:MTCNN",
         "retinaface": "facekit.detectors.retinaface:RetinaFace",
+        "centerface": "facekit.detectors.centerface:CenterFace",
+        "yunet": "facekit.detectors.yunet:YuNet",
     },
     "embedder": {
         "arcface": "facekit.embedders.arcface:ArcFace",
@@ -124,7 +127,9 @@ def _keywords(factory: Callable[..., Any]) -> frozenset[str] | None:
     return None
 
 
-def create(stage: Stage, name: str, model: str | None = None, **options: Any) -> Any:
+def create(
+    stage: Stage, name: str, model: str | os.PathLike[str] | None = None, **options: Any
+) -> Any:
     """Build the ``stage`` backend ``name`` for ``model`` with backend ``options``.
 
     Raises:

@@ -1,13 +1,15 @@
 """Faces in a video: `stream` over a file, a camera or a network stream, with tracks that
 keep a face's identity between frames, and `summarize` for one line per track.
 
-Frames are read by ``cv2.VideoCapture`` in a background thread (so decoding overlaps the
-models, and a source that stops sending frames raises `StreamError` after ``timeout``
-seconds instead of hanging). Each analysed frame is detected; its faces are matched to
-tracks by an `IoUTracker`, and only the tracks that are due (new, old, moved, rescaled or
-looking different, see `facekit.tracking`) are embedded and searched in the gallery, in
-one batch per frame. A person walking through a 30 fps video is therefore
-embedded a few times, not 30 times a second.
+Frames are read by ``cv2.VideoCapture`` in a background thread (a source that stops sending
+frames raises `StreamError` after ``timeout`` seconds instead of hanging). The frames to
+analyse (every ``every``-th) are the inputs of the batched engine (`facekit.pipeline`, one
+frame per batch, detection only): its lanes convert and detect the next frames while the
+caller tracks and embeds the current one. Each analysed frame's faces are matched to tracks
+by an `IoUTracker`, and only the tracks that are due (new, old, moved, rescaled or looking
+different, see `facekit.tracking`) are embedded and searched in the gallery, in one batch
+per frame. A person walking through a 30 fps video is therefore embedded a few times, not
+30 times a second. At most ``every + 8`` frames are read ahead of the caller.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, cast
@@ -28,6 +30,7 @@ import cv2
 import numpy as np
 
 from .errors import ConfigError, FacekitError, StreamError
+from .pipeline import ImageFaces, Loaded
 from .tracking import IoUTracker, Track, appearance
 from .types import Detection, FaceMatch, JSONValue
 
@@ -48,6 +51,11 @@ __all__ = [
 
 _LIVE_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "udp://", "tcp://", "srt://")
 _QUEUE_FRAMES = 4
+_AHEAD_FRAMES = 8
+"""Analysed frames that may be read ahead of the caller (in the engine's lanes), beyond
+the skipped frames of one ``every`` period."""
+_POLL_S = 0.1
+"""How often a thread waiting for a frame checks whether the stream was closed, in s."""
 _END = object()
 
 
@@ -282,34 +290,134 @@ def stream(
     return _frames(recognizer, faces, lambda: _Reader(opener, name, live, timeout), every)
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class _Read:
+    """A frame as read: its index, timestamp (s) and ``(H, W, 3)`` uint8 BGR pixels."""
+
+    index: int
+    timestamp: float
+    bgr: np.ndarray
+
+
+class _Due:
+    """An analysed frame on its way through the engine, and the skipped frames read after
+    it (handed over as they are read; `_END` once the next analysed frame, the end or an
+    error came)."""
+
+    __slots__ = ("ended", "frame", "skipped")
+
+    def __init__(self, frame: _Read) -> None:
+        self.frame = frame
+        self.skipped: queue.Queue[object] = queue.Queue()
+        self.ended = False
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _Analysed:
+    """What the engine carries from `_Due` to its result: the frame and its RGB image."""
+
+    due: _Due
+    image: np.ndarray
+
+
 def _frames(
     recognizer: FaceRecognizer, faces: _Faces, reader_for: Callable[[], _Reader], every: int
 ) -> Iterator[FrameResult]:
     reader = reader_for()  # on the first next(): a stream never iterated opens nothing
+    ahead = threading.Semaphore(every + _AHEAD_FRAMES)  # frames read, not yet yielded
+    results: Generator[ImageFaces | FacekitError, None, None] | None = None
+    last: tuple[TrackedFace, ...] = ()
+
+    def load(due: _Due) -> Loaded:  # in the engine's lanes
+        image = recognizer.load(due.frame.bgr, channel_order="bgr")
+        return Loaded(image, tag=_Analysed(due, image))
+
+    def skipped(due: _Due, wait: bool) -> Iterator[FrameResult]:
+        """``due``'s skipped frames: all of them, or (``wait`` false) those read so far."""
+        while not due.ended:
+            try:
+                item = due.skipped.get(block=wait)
+            except queue.Empty:
+                return
+            if item is _END:
+                due.ended = True
+                return
+            frame = cast(_Read, item)
+            image = recognizer.load(frame.bgr, channel_order="bgr")
+            stale = tuple(dataclasses.replace(face, fresh=False) for face in last)
+            yield FrameResult(frame.index, frame.timestamp, image, stale, analysed=False)
+            ahead.release()
+
     try:
         fps = reader.open()
-        started: float | None = None
-        last: tuple[TrackedFace, ...] = ()
+        engine = recognizer.pipeline(batch_size=1, load=load)
+        inputs = _analysed_frames(reader, fps, every, ahead)
+        results = engine.run(inputs, embed=False, name=lambda _i, due: f"frame {due.frame.index}")
+        # With lanes the frames are read while the caller waits; without (workers=0) only
+        # when the next result is asked for, so then skipped frames come in bursts.
+        live_skipped = recognizer.workers > 0
+        pending: _Due | None = None
+        while True:
+            try:
+                result = next(results, None)
+            except FacekitError:
+                if pending is not None:
+                    yield from skipped(pending, wait=True)  # the frames read before it
+                raise
+            if pending is not None:
+                yield from skipped(pending, wait=True)  # all read before this result's frame
+            if result is None:
+                return
+            if isinstance(result, FacekitError):
+                raise result
+            analysed = cast(_Analysed, result.tag)
+            frame = analysed.due.frame
+            last = faces.of(frame.index, analysed.image, list(result.detections))
+            yield FrameResult(frame.index, frame.timestamp, analysed.image, last)
+            ahead.release()
+            pending = analysed.due
+            yield from skipped(pending, wait=live_skipped)
+    finally:
+        reader.close()  # before joining the lanes: one may wait for a frame
+        if results is not None:
+            results.close()  # stops and joins the engine's threads
+
+
+def _analysed_frames(
+    reader: _Reader, fps: float, every: int, ahead: threading.Semaphore
+) -> Iterator[_Due]:
+    """The engine's inputs, read in its lanes: the frames to analyse, each with the skipped
+    frames read after it. Waits while ``ahead`` has no frame left; ends when the reader is
+    closed."""
+    started: float | None = None
+    due: _Due | None = None
+    try:
         for index in itertools.count():
+            while not ahead.acquire(timeout=_POLL_S):
+                if reader.closed:
+                    return
             item = reader.next(index)
             if item is None:
                 return
-            frame, seen_at = item
+            pixels, seen_at = item
             started = seen_at if started is None else started
-            image = recognizer.load(frame, channel_order="bgr")
             timestamp = index / fps if fps > 0 and not reader.live else seen_at - started
+            frame = _Read(index, timestamp, pixels)
             if index % every:
-                stale = tuple(dataclasses.replace(face, fresh=False) for face in last)
-                yield FrameResult(index, timestamp, image, stale, analysed=False)
+                assert due is not None  # frame 0 is analysed
+                due.skipped.put(frame)
                 continue
-            last = faces.of(index, image)
-            yield FrameResult(index, timestamp, image, last)
+            if due is not None:
+                due.skipped.put(_END)
+            due = _Due(frame)
+            yield due
     finally:
-        reader.close()
+        if due is not None:
+            due.skipped.put(_END)
 
 
 class _Faces:
-    """Detects, tracks and (when due) embeds and identifies the faces of analysed frames."""
+    """Tracks and (when due) embeds and identifies the faces of analysed frames."""
 
     def __init__(
         self,
@@ -330,9 +438,10 @@ class _Faces:
         self.same_person = same_person
         self.identified: dict[int, Identification] = {}
 
-    def of(self, index: int, image: np.ndarray) -> tuple[TrackedFace, ...]:
-        """The tracked faces of frame ``index`` (``image`` RGB)."""
-        detections = self.recognizer.detector.detect(image)
+    def of(
+        self, index: int, image: np.ndarray, detections: list[Detection]
+    ) -> tuple[TrackedFace, ...]:
+        """The tracked faces of frame ``index`` (``image`` RGB, its ``detections``)."""
         tracks = self.tracker.update(index, detections)
         if not tracks:
             self._forget_ended()
@@ -428,7 +537,8 @@ def _opener(source: VideoSource) -> tuple[Callable[[], tuple[Capture, bool]], st
 
 class _Reader:
     """Opens a source and reads its frames in a daemon thread, handing them over through a
-    small queue; the consumer waits at most ``timeout`` seconds for each.
+    small queue; the consumer (an engine lane) waits at most ``timeout`` seconds for each,
+    and no longer once the reader is closed.
 
     A read blocked inside OpenCV cannot be interrupted: after a timeout the thread is left
     behind (a daemon, it ends with the process or when the read returns)."""
@@ -477,17 +587,29 @@ class _Reader:
                 continue
 
     def _get(self, waiting_for: str, meaning: str) -> object:
-        try:
-            item = self._items.get(timeout=self.timeout)
-        except queue.Empty:
-            raise StreamError(
-                f"{self.name}: no {waiting_for} within {self.timeout:g} s ({meaning})"
-            ) from None
-        if isinstance(item, FacekitError):
-            raise item
-        if isinstance(item, Exception):
-            raise StreamError(f"{self.name}: {item}") from item
-        return item
+        """The next item; `_END` once closed."""
+        deadline = time.monotonic() + self.timeout
+        while not self._stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise StreamError(
+                    f"{self.name}: no {waiting_for} within {self.timeout:g} s ({meaning})"
+                )
+            try:
+                item = self._items.get(timeout=min(left, _POLL_S))
+            except queue.Empty:
+                continue
+            if isinstance(item, FacekitError):
+                raise item
+            if isinstance(item, Exception):
+                raise StreamError(f"{self.name}: {item}") from item
+            return item
+        return _END
+
+    @property
+    def closed(self) -> bool:
+        """Whether `close` was called."""
+        return self._stop.is_set()
 
     def open(self) -> float:
         """Wait for the source to open; its frame rate (0 when unknown)."""
@@ -502,7 +624,7 @@ class _Reader:
         """
         item = self._get(f"frame {index}", "the camera or stream stopped sending frames")
         if item is _END:
-            if self.live:
+            if self.live and not self.closed:
                 raise StreamError(f"{self.name}: stopped sending frames after {index} frame(s)")
             return None
         return cast(tuple[np.ndarray, float], item)

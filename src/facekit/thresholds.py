@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._atomic import write_atomically
 from .errors import ConfigError
 from .types import Thresholds
 
@@ -70,14 +70,14 @@ class CalibrationFile:
         }
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the JSON file atomically (temporary name, then renamed)."""
+        """Write the JSON file atomically (`facekit._atomic.write_atomically`): a failed
+        write leaves the previous file as it was.
+
+        Raises:
+            OSError: the folder or the file cannot be written.
+        """
         target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(dir=target.parent, prefix=target.name, suffix=".part")
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(self.to_dict(), out, indent=2)
-            out.write("\n")
-        os.replace(temp, target)
+        write_atomically(target, (json.dumps(self.to_dict(), indent=2) + "\n").encode())
         return target
 
 

@@ -1,9 +1,9 @@
 """The ``facekit`` command.
 
 ``facekit verify A B``, ``facekit detect IMG...``, ``facekit enroll DIR --gallery G``,
-``facekit identify IMG... --gallery G``, ``facekit gallery list|info|remove|rename G``,
-``facekit models list|fetch|verify|convert-mxnet``, ``facekit eval verify|identify|detect``,
-``facekit calibrate``.
+``facekit identify IMG... --gallery G``, ``facekit gallery list|info|remove|rename|migrate``,
+``facekit models list|fetch|verify|convert-mxnet|convert-dlib``,
+``facekit eval verify|identify|detect``, ``facekit calibrate``.
 
 Exit codes: 0 when the command ran (whatever the verdict), 1 on an error (one line on
 stderr per error, never a traceback for an expected failure), 2 on a usage error, 130

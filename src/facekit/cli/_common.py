@@ -58,10 +58,21 @@ def command(
 
 
 def add_detector_options(parser: argparse.ArgumentParser) -> None:
-    """``--detector``, ``--detector-model``, ``--detector-options``, ``--model-dir``,
-    ``--device``."""
+    """``--preset``, ``--detector``, ``--detector-model``, ``--detector-options``,
+    ``--model-dir``, ``--device``."""
+    from ..presets import DEFAULT_PRESET, PRESETS
+
     parser.add_argument(
-        "--detector", default="scrfd", help="detector backend: scrfd, retinaface, or mtcnn"
+        "--preset",
+        default=DEFAULT_PRESET,
+        choices=list(PRESETS),
+        help="detector + embedder bundle: open (commercial use allowed), buffalo_l, "
+        "buffalo_m, buffalo_s (research only); see `facekit models presets`",
+    )
+    parser.add_argument(
+        "--detector",
+        help="detector backend: centerface, scrfd, yunet, retinaface or mtcnn (default: the "
+        "preset's)",
     )
     parser.add_argument(
         "--detector-model", help="detector zoo name or model path (default: the backend's)"
@@ -85,7 +96,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     """The detector options, ``--embedder``, ``--embedder-model`` and ``--thresholds``."""
     add_detector_options(parser)
     parser.add_argument(
-        "--embedder", default="arcface", help="embedder backend: arcface, adaface or facenet"
+        "--embedder", help="embedder backend: arcface, adaface or facenet (default: the preset's)"
     )
     parser.add_argument(
         "--embedder-model", help="embedder zoo name or model path (default: the backend's)"
@@ -118,11 +129,14 @@ def _json_object(text: str) -> dict[str, Any]:
 def detector(args: argparse.Namespace) -> Detector:
     """Only the detector of the model options (for commands that embed nothing)."""
     from .. import registry
+    from ..presets import choose_stage, get_preset
 
+    bundle = get_preset(args.preset)
+    backend, model = choose_stage("detector", bundle, args.detector, args.detector_model)
     built: Detector = registry.create(
         "detector",
-        args.detector,
-        args.detector_model,
+        backend,
+        model,
         model_dir=args.model_dir,
         device=args.device,
         **args.detector_options,
@@ -133,6 +147,7 @@ def detector(args: argparse.Namespace) -> Detector:
 def recognizer_options(args: argparse.Namespace) -> dict[str, Any]:
     """The `FaceRecognizer` keyword arguments the model options give."""
     return {
+        "preset": args.preset,
         "detector": args.detector,
         "embedder": args.embedder,
         "detector_model": args.detector_model,
@@ -191,6 +206,35 @@ def add_index_option(parser: argparse.ArgumentParser) -> None:
         help="gallery search: exact, hnsw or ivf (approximate, re-ranked exactly; needs "
         "facekit[ann]), or auto (exact for small galleries, hnsw for large ones)",
     )
+
+
+def add_ray_options(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--ray [ADDRESS]`` and ``--actors N``: ``what`` (e.g. "detect and embed") on a Ray
+    cluster. ``--ray`` takes an optional value: write it after the positional arguments."""
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help=f'{what} on a Ray cluster (pip install "facekit[ray]"): at ADDRESS (auto, '
+        "host:6379, ray://head:10001), or a local one when no address is given; write it "
+        "after the other arguments, or as --ray=ADDRESS",
+    )
+    parser.add_argument(
+        "--actors", type=int, metavar="N", help="with --ray: actors (default: one per GPU or CPU)"
+    )
+
+
+def check_ray_options(args: argparse.Namespace) -> None:
+    """``--actors`` needs ``--ray``.
+
+    Raises:
+        ConfigError: ``--actors`` without ``--ray``.
+    """
+    from ..errors import ConfigError
+
+    if args.ray is None and args.actors is not None:
+        raise ConfigError("--actors applies to --ray only")
 
 
 def open_gallery(args: argparse.Namespace) -> Gallery:

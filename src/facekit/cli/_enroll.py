@@ -13,8 +13,11 @@ from typing import TYPE_CHECKING
 
 from ..io import read_image_file
 from ._common import (
+    add_index_option,
     add_model_options,
     add_progress_option,
+    add_ray_options,
+    check_ray_options,
     command,
     print_json,
     progress,
@@ -23,6 +26,7 @@ from ._common import (
 )
 
 if TYPE_CHECKING:
+    from ..gallery import Gallery
     from ..types import EnrollProblem, EnrollReport
 
 _EXAMPLES = 3
@@ -40,7 +44,12 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="FOLDER",
         help="folder per person (FOLDER/alice/*.jpg) or FOLDER/alice.jpg",
     )
-    enroll.add_argument("--gallery", required=True, help="gallery file (created if missing)")
+    enroll.add_argument(
+        "--gallery",
+        required=True,
+        help="gallery file (created if missing), or a milvus-lite:///... or milvus://... URI",
+    )
+    add_index_option(enroll)
     add_model_options(enroll)
     enroll.add_argument(
         "--face",
@@ -54,17 +63,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="the images are already-aligned face crops at the embedder's size (112x112 "
         "for ArcFace): embed them as they are, without detection",
     )
-    enroll.add_argument(
-        "--ray",
-        nargs="?",
-        const="",
-        metavar="ADDRESS",
-        help='detect and embed on a Ray cluster (pip install "facekit[ray]"): at ADDRESS '
-        "(auto, host:6379, ray://head:10001), or a local one when no address is given",
-    )
-    enroll.add_argument(
-        "--actors", type=int, metavar="N", help="with --ray: actors (default: one per GPU or CPU)"
-    )
+    add_ray_options(enroll, "detect and embed")
     add_progress_option(enroll)
     enroll.add_argument("--json", action="store_true", help="print JSON instead of text")
     enroll.set_defaults(run=run)
@@ -72,23 +71,37 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     """Enrol the folder. Exit code 1 when nothing was added and nothing was already there;
-    130 on Ctrl-C (what was added is kept: running the command again resumes)."""
+    130 on Ctrl-C (what was added is kept: running the command again resumes).
+
+    ``--index`` is the search index the gallery is opened with: a faiss one (hnsw, ivf) is
+    built or loaded, grown with the new samples and saved beside the gallery file, so
+    that the next search loads it instead of building it."""
+    check_ray_options(args)
     if args.ray is not None:
         return _run_on_ray(args)
-    if args.actors is not None:
-        from ..errors import ConfigError
+    from ..gallery import Gallery
 
-        raise ConfigError("--actors applies to --ray only")
-    fr = recognizer(args, gallery=args.gallery)
+    # with the default index the recogniser opens (and binds) the gallery, after its models
+    # are built; another index: the gallery is opened here, bound by the first sample added
+    location: str | Gallery = (
+        args.gallery if args.index == "auto" else Gallery(args.gallery, index=args.index)
+    )
     try:
-        with _per_file_log(shown=args.verbose):
-            report = fr.enroll(
-                args.folder, face=args.face, aligned=args.aligned, progress=progress(args)
-            )
-    except KeyboardInterrupt:
-        return _interrupted(args)
-    where = str(fr.gallery.path) if fr.gallery.path is not None else args.gallery
-    return _summary(args, report, where, len(fr.gallery))
+        fr = recognizer(args, gallery=location)
+    except BaseException:
+        if isinstance(location, Gallery):
+            location.close()
+        raise
+    with fr.gallery:
+        try:
+            with _per_file_log(shown=args.verbose):
+                report = fr.enroll(
+                    args.folder, face=args.face, aligned=args.aligned, progress=progress(args)
+                )
+        except KeyboardInterrupt:
+            return _interrupted(args)
+        where = str(fr.gallery.path) if fr.gallery.path is not None else args.gallery
+        return _summary(args, report, where, len(fr.gallery))
 
 
 def _run_on_ray(args: argparse.Namespace) -> int:
@@ -107,13 +120,14 @@ def _run_on_ray(args: argparse.Namespace) -> int:
                 address=args.ray or None,
                 actors=args.actors,
                 face=args.face,
+                index=args.index,
                 progress=progress(args),
                 **recognizer_options(args),
             )
     except KeyboardInterrupt:
         return _interrupted(args)
     try:
-        with Gallery(args.gallery, create=False) as gallery:
+        with Gallery(args.gallery, create=False, index=args.index) as gallery:
             identities = len(gallery)
     except GalleryError:
         if report.added or report.skipped:

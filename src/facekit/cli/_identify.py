@@ -4,24 +4,28 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import sys
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigError, StreamError
+from .._atomic import replacing
+from ..errors import ConfigError, FacekitError, StreamError
 from ._common import (
     add_index_option,
     add_model_options,
     add_progress_option,
+    add_ray_options,
+    check_ray_options,
     command,
     open_gallery,
     print_json,
     progress,
     recognizer,
+    recognizer_options,
 )
-from ._images import add_draw_options, planned_drawing, report, run_each
+from ._images import Outcome, add_draw_options, planned_drawing, report, run_each
 
 if TYPE_CHECKING:
     import numpy as np
@@ -30,11 +34,18 @@ if TYPE_CHECKING:
     from ..types import FaceMatch
 
 _DEFAULT_FPS = 25.0
+_NO_IMAGE: Any = None
+"""What `_on_ray`'s work gives as the image when nothing is drawn (never looked at)."""
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     identify = command(commands, "identify", "who is in these photos, or in this video?")
-    identify.add_argument("images", nargs="*", metavar="IMAGE", help="image files")
+    identify.add_argument(
+        "images",
+        nargs="*",
+        metavar="IMAGE",
+        help="image files, or folders: their jpg/jpeg/png/webp/bmp files, recursively, sorted",
+    )
     identify.add_argument(
         "--gallery",
         required=True,
@@ -49,6 +60,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="similarity below which a face is unknown (default: the embedder's 'same' threshold)",
     )
     add_draw_options(identify)
+    add_ray_options(identify, "detect and embed the images")
     video = identify.add_argument_group("video (instead of images)")
     video.add_argument(
         "--video",
@@ -68,16 +80,24 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     """Identify every face of every image, largest first; an image that fails is reported
-    and the others go on (exit code 1). With ``--video``, every face track of the video."""
+    and the others go on (exit code 1). With ``--ray``, the images are detected and embedded
+    on Ray (`facekit.distributed.identify`), with the same output. With ``--video``, every
+    face track of the video."""
+    check_ray_options(args)
     if args.video is not None:
+        if args.ray is not None:
+            raise ConfigError("--ray identifies image files, not --video")
         return _run_video(args)
     if args.out is not None:
         raise ConfigError("--out writes an annotated video: it needs --video")
     if not args.images:
         raise ConfigError("give image files, or --video FILE")
+    args.images = _image_files(args.images)
     from ..draw import draw_matches
 
     targets = planned_drawing(args)
+    if args.ray is not None:
+        return report(args, _on_ray(args, targets), _line)
     fr = recognizer(args, gallery=open_gallery(args))
 
     def work(path: str) -> tuple[np.ndarray, Sequence[FaceMatch]]:
@@ -86,6 +106,57 @@ def run(args: argparse.Namespace) -> int:
 
     outcomes = run_each(args, targets, work, draw_matches)
     return report(args, outcomes, _line)
+
+
+def _image_files(inputs: Sequence[str]) -> list[str]:
+    """``inputs`` with each folder replaced by its image files (as `facekit enroll` lists
+    them: jpg/jpeg/png/webp/bmp in any case, recursively, sorted by path).
+
+    Raises:
+        ConfigError: a folder without image files.
+    """
+    from ..sources import folder_sources
+
+    files: list[str] = []
+    for name in inputs:
+        if not os.path.isdir(name):
+            files.append(name)
+            continue
+        found = [str(path) for _, path in folder_sources(name)]
+        if not found:
+            raise ConfigError(f"{name}: no image files in this folder")
+        files.extend(found)
+    return files
+
+
+def _on_ray(args: argparse.Namespace, targets: list[Path] | None) -> list[Outcome[FaceMatch]]:
+    """``--ray``: `facekit.distributed.identify` of ``args.images``; then per image, in
+    order, its matches or its error (reported on stderr), and its annotated copy when
+    ``--draw`` asks for one (the image is read again here)."""
+    from ..distributed import identify
+    from ..draw import draw_matches
+    from ..io import load_image
+
+    with open_gallery(args) as gallery:
+        found = identify(
+            args.images,
+            gallery=gallery,
+            address=args.ray or None,
+            actors=args.actors,
+            top_k=args.top_k,
+            threshold=args.threshold,
+            progress=progress(args),
+            **recognizer_options(args),
+        )
+    results = iter(found)
+
+    def work(path: str) -> tuple[np.ndarray, Sequence[FaceMatch]]:
+        matches = next(results)
+        if isinstance(matches, FacekitError):
+            raise matches
+        return (load_image(path) if targets is not None else _NO_IMAGE), matches
+
+    return run_each(args, targets, work, draw_matches)
 
 
 def _line(m: FaceMatch) -> str:
@@ -122,32 +193,25 @@ def _run_video(args: argparse.Namespace) -> int:
     fps, total = _rate_and_length(source)
     log = TrackLog()
     count = 0
-    writer: Any = None
-    partial = (
-        None if out is None else out.with_name(f".{out.stem}.{secrets.token_hex(4)}{out.suffix}")
-    )
-    try:
-        with tqdm(total=total, unit="frame", disable=not progress(args), file=sys.stderr) as bar:
-            for frame in frames:
-                log.add(frame)
-                count += 1
-                bar.update()
-                if partial is None:
-                    continue
-                if writer is None:
-                    writer = _writer(partial, fps, frame.image.shape[1], frame.image.shape[0])
-                drawn = draw_matches(frame.image, [f.match for f in frame.faces if f.match])
-                writer.write(cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
-        if writer is not None:
-            writer.release()
-            writer = None
-            if out is not None and partial is not None:
-                os.replace(partial, out)
-    finally:
-        if writer is not None:
-            writer.release()
-        if partial is not None and partial.exists():
-            partial.unlink()
+    # The video is written to a temporary file (`replacing`), made at the first frame (no
+    # frame: no file) and renamed to --out once the writer is released after the last one.
+    with (
+        ExitStack() as video,
+        tqdm(total=total, unit="frame", disable=not progress(args), file=sys.stderr) as bar,
+    ):
+        writer: Any = None
+        for frame in frames:
+            log.add(frame)
+            count += 1
+            bar.update()
+            if out is None:
+                continue
+            if writer is None:
+                partial = video.enter_context(replacing(out))
+                writer = _writer(partial, fps, frame.image.shape[1], frame.image.shape[0])
+                video.callback(writer.release)
+            drawn = draw_matches(frame.image, [f.match for f in frame.faces if f.match])
+            writer.write(cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
     _report_tracks(args, log.summaries(), count, out if count else None)
     return 0
 

@@ -10,13 +10,21 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .centerface import CenterFace
     from .mtcnn import MTCNN
     from .retinaface import RetinaFace
     from .scrfd import SCRFD
+    from .yunet import YuNet
 
-__all__ = ["MTCNN", "SCRFD", "RetinaFace"]
+__all__ = ["MTCNN", "SCRFD", "CenterFace", "RetinaFace", "YuNet"]
 
-_MODULES = {"MTCNN": ".mtcnn", "RetinaFace": ".retinaface", "SCRFD": ".scrfd"}
+_MODULES = {
+    "CenterFace": ".centerface",
+    "MTCNN": ".mtcnn",
+    "RetinaFace": ".retinaface",
+    "SCRFD": ".scrfd",
+    "YuNet": ".yunet",
+}
 
 
 def __getattr__(name: str) -> Any:

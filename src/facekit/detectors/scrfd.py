@@ -9,7 +9,6 @@ anchors per location from the row counts of the first run.
 
 from __future__ import annotations
 
-import copy
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,12 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from .._onnx import OnnxModel
 from .._preprocess import nchw
 from ..errors import ConfigError, ModelError
 from ..io import DEFAULT_MAX_PIXELS, ImageInput, load_image
 from ..types import Detection
-from ._common import Letterbox, check_options, letterbox, nms, to_detections
+from ._common import Letterbox, LetterboxDetector, letterbox, same_shape_batches
 
 __all__ = ["SCRFD"]
 
@@ -83,7 +81,7 @@ def _check_input(fixed_size: tuple[int, int] | None) -> np.ndarray:
     return np.random.default_rng(0).uniform(-1.0, 1.0, (2, 3, height, width)).astype(np.float32)
 
 
-class SCRFD(OnnxModel):
+class SCRFD(LetterboxDetector):
     """SCRFD detector (InsightFace) running on ONNX Runtime.
 
     Args:
@@ -137,22 +135,21 @@ class SCRFD(OnnxModel):
         threads: int | None = None,
         trim: bool = True,
     ) -> None:
-        check_options(
-            score_threshold=score_threshold, nms_threshold=nms_threshold, max_faces=max_faces
-        )
-        if not 0.0 <= padding <= 2.0:
-            raise ConfigError(f"padding must be in [0, 2], got {padding}")
-        if batch_size < 1:
-            raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
         super().__init__(
             model,
             backend="scrfd",
-            task="detection",
             model_dir=model_dir,
+            score_threshold=score_threshold,
+            nms_threshold=nms_threshold,
+            max_faces=max_faces,
+            padding=padding,
+            batch_size=batch_size,
+            max_pixels=max_pixels,
             device=device,
             download=download,
             progress=progress,
             threads=threads,
+            trim=trim,
         )
         self._layout = _read_layout(self._session, self._model.path)
         if (
@@ -162,24 +159,15 @@ class SCRFD(OnnxModel):
         ):
             self._layout = _read_layout(self._session, self._model.path)
         self.input_size = self._choose_size(input_size)
-        self.score_threshold = score_threshold
-        self.nms_threshold = nms_threshold
-        self.max_faces = max_faces
-        self.padding = padding
-        self.max_pixels = max_pixels
-        self.batch_size = batch_size if self._layout.batch_dynamic else 1
-        self.trim = trim and self._layout.fixed_size is None
+        if not self._layout.batch_dynamic:
+            self.batch_size = 1  # the graph's batch is fixed at 1: images run one by one
+        if self._layout.fixed_size is not None:
+            self.trim = False  # the graph takes one input size: nothing to trim
 
     @property
     def has_landmarks(self) -> bool:
         """Whether the export predicts the 5 keypoints."""
         return bool(self._layout.keypoints)
-
-    def __repr__(self) -> str:
-        return (
-            f"SCRFD({self.name!r}, input_size={self.input_size}, "
-            f"score_threshold={self.score_threshold}, nms_threshold={self.nms_threshold})"
-        )
 
     def _choose_size(self, requested: tuple[int, int] | None) -> tuple[int, int]:
         fixed = self._layout.fixed_size
@@ -187,13 +175,7 @@ class SCRFD(OnnxModel):
             if requested is not None and tuple(requested) != fixed:
                 raise ConfigError(f"{self.name} has a fixed input of {fixed}, not {requested}")
             return fixed
-        if requested is None:
-            spec = self._model.spec
-            return spec.input_size if spec is not None else (640, 640)
-        width, height = (int(v) for v in requested)
-        if width <= 0 or height <= 0 or width % 32 or height % 32:
-            raise ConfigError(f"input_size must be positive multiples of 32, got {requested}")
-        return width, height
+        return super()._choose_size(requested)
 
     def _anchor_centres(self, size: tuple[int, int]) -> list[np.ndarray]:
         """Per stride: ``(H/s * W/s, 2)`` anchor centres ``x, y`` in pixels of an input of
@@ -205,54 +187,22 @@ class SCRFD(OnnxModel):
             centres.append(np.stack([xs, ys], axis=-1).reshape(-1, 2).astype(np.float32) * stride)
         return centres
 
-    def with_input_size(self, input_size: tuple[int, int]) -> SCRFD:
-        """This detector at another network input size, sharing the loaded model.
-
-        A small input (128–192) finds faces that fill the whole image, which the default
-        640 misses (see `facekit.detectors.tight`).
-
-        Args:
-            input_size: ``(width, height)``, positive multiples of 32.
-
-        Raises:
-            ConfigError: the graph has a fixed input of another size, or the size is not
-                made of positive multiples of 32.
-        """
-        resized = copy.copy(self)
-        resized.input_size = self._choose_size(input_size)
-        return resized
-
-    def detect(self, image: ImageInput) -> list[Detection]:
-        """Faces in one image, highest score first.
-
-        Args:
-            image: anything `load_image` accepts; arrays are RGB.
-
-        Returns:
-            Detections with boxes and landmarks in pixels of ``image``.
-        """
-        return self.detect_batch([image])[0]
-
     def detect_batch(self, images: Sequence[ImageInput]) -> list[list[Detection]]:
         """Faces in each image (sizes may differ), one list per image in input order."""
         arrays = [load_image(image, max_pixels=self.max_pixels) for image in images]
         multiple = max(self._layout.strides) if self.trim else None
         fitted = [letterbox(array, self.input_size, self.padding, multiple) for array in arrays]
-        # Inputs of one shape run together; trimmed inputs of a batch may differ in shape.
-        by_shape: dict[tuple[int, int], list[int]] = {}
-        for index, (canvas, _) in enumerate(fitted):
-            by_shape.setdefault((canvas.shape[1], canvas.shape[0]), []).append(index)
         results: list[list[Detection]] = [[] for _ in arrays]
-        for size, indices in by_shape.items():
-            centres = self._anchor_centres(size)
-            for start in range(0, len(indices), self.batch_size):
-                chunk = indices[start : start + self.batch_size]
-                blob = nchw(np.stack([fitted[i][0] for i in chunk]), 127.5, 128.0)
-                outputs = self._session.run(None, {self._layout.input_name: blob})
-                for position, i in enumerate(chunk):
-                    per_image = [out[position] if out.ndim == 3 else out for out in outputs]
-                    image_size = (arrays[i].shape[1], arrays[i].shape[0])
-                    results[i] = self._decode(per_image, centres, fitted[i][1], image_size)
+        for chunk in same_shape_batches([canvas for canvas, _ in fitted], self.batch_size):
+            canvases = np.stack([fitted[i][0] for i in chunk])
+            centres = self._anchor_centres((canvases.shape[2], canvases.shape[1]))
+            outputs = self._session.run(
+                None, {self._layout.input_name: nchw(canvases, 127.5, 128.0)}
+            )
+            for position, i in enumerate(chunk):
+                per_image = [out[position] if out.ndim == 3 else out for out in outputs]
+                image_size = (arrays[i].shape[1], arrays[i].shape[0])
+                results[i] = self._decode(per_image, centres, fitted[i][1], image_size)
         return results
 
     def _decode(
@@ -287,14 +237,6 @@ class SCRFD(OnnxModel):
                 points.append(np.full((keep.size, _NUM_LANDMARKS, 2), np.nan, np.float32))
         if not scores:
             return []
-        all_scores = np.concatenate(scores)
-        all_boxes = box.to_image(np.concatenate(boxes))
-        all_points = box.to_image(np.concatenate(points).reshape(-1, 2 * _NUM_LANDMARKS))
-        kept = nms(all_boxes, all_scores, self.nms_threshold)
-        return to_detections(
-            all_boxes[kept],
-            all_scores[kept],
-            all_points[kept].reshape(-1, _NUM_LANDMARKS, 2),
-            image_size,
-            self.max_faces,
+        return self._detections(
+            np.concatenate(boxes), np.concatenate(scores), np.concatenate(points), box, image_size
         )

@@ -4,7 +4,6 @@ load its weights with every key checked, run flip-averaged batches, export to ON
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from .._atomic import replacing
 from .._preprocess import nchw
 from .._torch import checkpoint_state, import_torch, load_weights, torch_device
 from ..errors import ConfigError, ModelError
@@ -197,35 +197,28 @@ class TorchEmbedder:
 
         Preprocessing stays outside the graph; run the file with
         ``ArcFace(path, color=..., mean=..., std=...)`` using `preprocessing`. The file is
-        written to a temporary name and renamed into place.
+        written to a temporary name, flushed to disk and renamed into place
+        (`facekit._atomic.replacing`).
 
         Returns:
             The path written.
         """
         torch = self._torch
         target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
         width, height = self.input_size
         example = torch.zeros((2, 3, height, width), device=self._device)
-        fd, temp = tempfile.mkstemp(dir=target.parent, prefix=target.name, suffix=".part")
-        os.close(fd)
-        try:
-            with warnings.catch_warnings():
-                # The TorchScript exporter is deprecated in favour of the torch.export one,
-                # which needs onnxscript; this one needs nothing beyond torch.
-                warnings.simplefilter("ignore", DeprecationWarning)
-                torch.onnx.export(
-                    self._net,
-                    (example,),
-                    temp,
-                    input_names=["input"],
-                    output_names=["embedding"],
-                    dynamic_axes={"input": {0: "batch"}, "embedding": {0: "batch"}},
-                    opset_version=opset,
-                    dynamo=False,
-                )
-            os.replace(temp, target)
-        finally:
-            if os.path.exists(temp):
-                os.unlink(temp)
+        with replacing(target) as temporary, warnings.catch_warnings():
+            # The TorchScript exporter is deprecated in favour of the torch.export one,
+            # which needs onnxscript; this one needs nothing beyond torch.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.onnx.export(
+                self._net,
+                (example,),
+                str(temporary),
+                input_names=["input"],
+                output_names=["embedding"],
+                dynamic_axes={"input": {0: "batch"}, "embedding": {0: "batch"}},
+                opset_version=opset,
+                dynamo=False,
+            )
         return target

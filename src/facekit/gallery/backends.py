@@ -1,6 +1,9 @@
 """Which store and which index a gallery location and an index name mean: two tables.
 
-Stores are picked by the location's scheme (``None`` or a path: SQLite), indexes by name.
+Stores are picked by the location's scheme (``None`` or a path: SQLite), indexes by name;
+a store that searches itself (`SearchingStore`, Milvus) is its own index. `redact` hides
+the secrets of a location in messages.
+
 Entries are ``"module:attribute"`` paths imported only when used, so ``import
 facekit.gallery`` never imports faiss or pymilvus.
 """
@@ -10,9 +13,11 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import re
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -25,8 +30,11 @@ __all__ = [
     "AUTO_ANN_SAMPLES",
     "INDEX_NAMES",
     "IndexName",
+    "SearchingStore",
     "index_factory",
     "open_store",
+    "redact",
+    "searching_store",
 ]
 
 _LOG = logging.getLogger(__name__)
@@ -45,6 +53,7 @@ docs/scaling.md for the measurement)."""
 _STORES: dict[str, str] = {
     "milvus-lite://": "facekit.gallery.milvus_store:MilvusStore",
     "milvus://": "facekit.gallery.milvus_store:MilvusStore",
+    "milvus+tls://": "facekit.gallery.milvus_store:MilvusStore",
 }
 """URI prefix → store class, called as ``cls(uri, create=...)``. Anything else without
 ``://`` is an SQLite file path."""
@@ -57,13 +66,17 @@ _INDEXES: dict[str, tuple[str, dict[str, Any]]] = {
 """Index name → (class, keyword arguments), called as ``cls(embeddings, owners,
 n_identities, **kwargs)``."""
 
+_USERINFO = re.compile(r"(?<=://)(.*)@")  # to the last @: an unencoded @ or / stays hidden
+_TOKEN_OPTION = re.compile(r"([?&]token=)[^&#]*")
+
 _SAVED_KEY = "samples"
 """Key of a saved faiss index: `FaissIndex.load` checks the samples themselves."""
 
 
 def open_store(location: str | os.PathLike[str] | None, *, create: bool = True) -> GalleryStore:
     """The store a location names: ``None`` (in memory) or a path → `SQLiteStore`;
-    ``milvus-lite:///abs/faces.db`` or ``milvus://host:19530/collection`` → ``MilvusStore``.
+    ``milvus-lite:///abs/faces.db``, ``milvus://host:19530/collection`` or
+    ``milvus+tls://host:19530/collection`` → ``MilvusStore``.
 
     Raises:
         ConfigError: a URI with an unknown scheme.
@@ -76,15 +89,50 @@ def open_store(location: str | os.PathLike[str] | None, *, create: bool = True) 
                 return store
         schemes = ", ".join(prefix for prefix in _STORES)
         raise ConfigError(
-            f"unknown gallery location {location!r}: use a file path or a URI starting with "
-            f"{schemes}"
+            f"unknown gallery location {redact(location)!r}: use a file path or a URI "
+            f"starting with {schemes}"
         )
     return SQLiteStore(location, create=create)
 
 
+def redact(location: str) -> str:
+    """``location`` with its secrets replaced by ``***``: the password of
+    ``user:password@`` (a lone ``key@`` entirely) and the value of ``token=``."""
+
+    def hide(match: re.Match[str]) -> str:
+        user, colon, _ = match[1].partition(":")
+        return f"{user}:***@" if colon else "***@"
+
+    return _TOKEN_OPTION.sub(r"\1***", _USERINFO.sub(hide, location, count=1))
+
+
+@runtime_checkable
+class SearchingStore(Protocol):
+    """A store that is also its index (a vector database): a `Gallery` on it reads
+    identities and counts with `GalleryStore.identities`, searches through `index_for`, and
+    reads vectors only for `embeddings` of one identity (or an explicit export, ``load``)."""
+
+    def index_factory(self) -> IndexFactory:
+        """The store's index as an `IndexFactory` (arrays handed in are kept, not needed)."""
+        ...
+
+    def index_for(self, names: Sequence[str]) -> VectorIndex:
+        """A search view over the sorted identity ``names``, holding no vectors."""
+        ...
+
+    def embeddings(self, identity: str) -> np.ndarray:
+        """``(n, D)`` float32 embeddings of ``identity``, oldest first."""
+        ...
+
+
+def searching_store(store: GalleryStore) -> SearchingStore | None:
+    """``store`` when it is its own index (`SearchingStore`), else ``None``."""
+    return store if isinstance(store, SearchingStore) else None
+
+
 def index_factory(store: GalleryStore, index: str = "auto") -> IndexFactory:
-    """How a gallery on ``store`` builds its index: the store's own when it offers
-    ``index_factory()`` (a vector database searching server-side; then ``index`` must be
+    """How a gallery on ``store`` builds its index: the store's own when it is a
+    `SearchingStore` (a vector database searching server-side; then ``index`` must be
     ``"auto"``), else the named one. A faiss index of a gallery file is kept beside it
     (``<file>.hnsw`` / ``<file>.ivf``) and reused while the samples are the same.
 
@@ -93,15 +141,14 @@ def index_factory(store: GalleryStore, index: str = "auto") -> IndexFactory:
     """
     if index not in INDEX_NAMES:
         raise ConfigError(f"unknown index {index!r}; use one of {', '.join(INDEX_NAMES)}")
-    own = getattr(store, "index_factory", None)
+    own = searching_store(store)
     if own is not None:
         if index != "auto":
             raise ConfigError(
                 f"{store.where} searches with its own index; index={index!r} does not apply "
                 "(leave it 'auto')"
             )
-        factory: IndexFactory = own()
-        return factory
+        return own.index_factory()
     folder = store.path if isinstance(store, SQLiteStore) else None
     if index == "auto":
         return partial(_auto, folder)

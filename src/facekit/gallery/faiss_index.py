@@ -25,7 +25,6 @@ import hashlib
 import inspect
 import json
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -33,6 +32,7 @@ from typing import IO, Any, Literal
 
 import numpy as np
 
+from .._atomic import replacing
 from ..errors import BackendError, ConfigError
 from .index import Aggregate, ExactIndex, SearchResult, _top, checked_queries
 
@@ -408,17 +408,9 @@ def _sha256(fh: IO[bytes]) -> str:
 
 
 def _atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> str:
-    """Write ``path`` through a temporary file in its folder; returns the content's sha256."""
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as fh:
+    """Write ``path`` through `facekit._atomic.replacing`; returns the content's sha256."""
+    with replacing(path) as temporary:
+        with temporary.open("wb") as fh:
             write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        with open(temporary, "rb") as fh:
-            digest = _sha256(fh)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return digest
+        with temporary.open("rb") as fh:
+            return _sha256(fh)

@@ -12,7 +12,7 @@ from types import TracebackType
 import numpy as np
 
 from ..errors import ConfigError, GalleryError
-from .backends import IndexName, index_factory, open_store, save_grown
+from .backends import IndexName, index_factory, open_store, save_grown, searching_store
 from .binding import EmbedderInfo
 from .index import Aggregate, ExactIndex
 from .protocols import VectorIndex
@@ -56,6 +56,10 @@ class Gallery:
             or ``"auto"`` (exact below `AUTO_ANN_SAMPLES` samples, HNSW above). A store
             with its own index (Milvus) takes only ``"auto"``.
 
+    A file gallery keeps every vector in memory for its index. A gallery on a store with its
+    own index (Milvus) keeps only identity names and counts: it searches in the store and
+    reads vectors only for `embeddings` of one identity.
+
     Raises:
         GalleryError: malformed gallery, newer schema, or another embedder.
         ConfigError: unknown URI scheme or index name, or an index the store cannot use.
@@ -72,6 +76,7 @@ class Gallery:
     ) -> None:
         self._store = open_store(location, create=create)
         self.path: Path | None = self._store.path if isinstance(self._store, SQLiteStore) else None
+        self._own = searching_store(self._store)  # searches itself: no vectors read to search
         try:
             self._build_index = index_factory(self._store, index)
             stored = self._store.embedder()
@@ -88,6 +93,7 @@ class Gallery:
                 np.empty((0, 0), np.float32), np.empty(0), 0
             )
             self._cached_names: list[str] = []
+            self._cached_counts: list[tuple[str, int]] = []  # kept for a searching store only
             self._refresh()
         except BaseException:  # a bad index name, another embedder, no faiss, ...
             self._store.close()
@@ -119,14 +125,26 @@ class Gallery:
     def _refresh(self) -> None:
         """Bring the in-memory index up to date with the store: a no-op (one cheap
         `change_token`, SQLite's ``PRAGMA data_version``) when nothing changed; otherwise
-        reads only the samples added since (everything after a removal or rename)."""
+        reads only the samples added since (everything after a removal or rename). A
+        searching store gives its identities and counts instead (no vectors)."""
         if self._closed:
             return
         token = self._store.change_token()
-        if token == self._seen_token and self._position is not None:
+        if token == self._seen_token:
             return
         if self.embedder is None:
             self.embedder = self._store.embedder()
+        if self._own is not None:
+            self._cached_counts = self._store.identities()
+            self._cached_names = [name for name, _ in self._cached_counts]
+            self._cached_index = self._own.index_for(self._cached_names)
+        else:
+            self._load()
+        self._seen_token = token
+
+    def _load(self) -> None:
+        """Read the samples added since the last load (all of them after anything else
+        changed) into the index."""
         dim = self.embedder.dim if self.embedder is not None else 0
         same_dim = self._cached_index.embeddings.shape[1] == dim
         snapshot = self._store.load(dim, self._position if same_dim else None)
@@ -139,7 +157,6 @@ class Gallery:
         elif snapshot.names:
             self._merge(snapshot)
         self._position = snapshot.position
-        self._seen_token = token
 
     def _merge(self, snapshot: Snapshot) -> None:
         """Add the samples of an incremental snapshot to the index (one copy)."""
@@ -191,7 +208,8 @@ class Gallery:
 
     def close(self) -> None:
         """Close the file (every change is already saved; a faiss index that grew in this
-        session is saved beside the file). `search` keeps working on what was read last."""
+        session is saved beside the file). `search` keeps working on what was read last,
+        except on a store that searches itself (Milvus): there it is a `GalleryError`."""
         if self._grown and not self._closed:
             save_grown(self._store, self._cached_index)
         self._closed = True
@@ -200,7 +218,10 @@ class Gallery:
     @property
     def num_samples(self) -> int:
         """Number of stored embeddings."""
-        return int(self._index.embeddings.shape[0])
+        self._refresh()
+        if self._own is not None:
+            return sum(count for _, count in self._cached_counts)
+        return int(self._cached_index.embeddings.shape[0])
 
     def identities(self) -> list[str]:
         """Names of the enrolled identities, sorted."""
@@ -208,6 +229,9 @@ class Gallery:
 
     def counts(self) -> dict[str, int]:
         """Samples per identity."""
+        if self._own is not None:
+            self._refresh()
+            return dict(self._cached_counts)
         return dict(self._store.identities())
 
     def samples(self, identity: str) -> list[SampleRecord]:
@@ -218,6 +242,8 @@ class Gallery:
     def embeddings(self, identity: str) -> np.ndarray:
         """``(n, D)`` stored embeddings of ``identity``."""
         index = self._require(identity)
+        if self._own is not None:
+            return self._own.embeddings(identity)
         rows: np.ndarray = self._index.embeddings[self._index.owners == index].copy()
         return rows
 

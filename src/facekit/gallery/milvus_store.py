@@ -5,11 +5,18 @@ The same code runs embedded and against a server, chosen by the location:
 - ``milvus-lite:///abs/path/faces.db`` — Milvus Lite, embedded in this process. The ``.db``
   is a *directory* (WAL, Parquet segments, index files, a ``LOCK``), and only one process at
   a time may open it: a second one gets a `GalleryError` naming the lock.
-- ``milvus://host:19530/collection`` — a Milvus standalone server or cluster
-  (``http://host:19530``). The access token comes from ``?token=user:password`` or the
-  ``FACEKIT_MILVUS_TOKEN`` environment variable; ``?db=name`` picks a database.
+- ``milvus://[user:password@]host[:19530]/collection[?db=name]`` — a Milvus standalone
+  server or cluster over plain gRPC (``http://host:19530``); ``milvus+tls://...`` the same
+  over TLS (``https://``). The access token is ``user:password`` (or an API key alone,
+  ``key@host``) from the URI, else the ``FACEKIT_MILVUS_TOKEN`` environment variable;
+  ``?db=name`` picks a database (it must exist). Secrets never appear in messages or
+  ``repr`` (``***``), and every malformed location is a `ConfigError`.
 
-Both accept ``?collection=name`` (default ``facekit``; the server form takes it from the path).
+Milvus Lite also takes ``?collection=name`` (default ``facekit``).
+
+A `Gallery` on this store never reads the vectors to search or list: identities and counts
+come from queries, search runs in Milvus (`MilvusIndex`), and only `MilvusStore.embeddings`
+(one identity) and `MilvusStore.load` (an export) transfer vectors.
 
 One collection is one gallery, created at the first `bind` (the dimension is known then)::
 
@@ -68,7 +75,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import GalleryError
+from ..errors import ConfigError, GalleryError
+from .backends import redact
 from .binding import EmbedderInfo
 from .index import Aggregate, ExactIndex, SearchResult
 from .protocols import IndexFactory
@@ -76,8 +84,10 @@ from .store import Position, SampleRecord, Snapshot, storable_text
 
 __all__ = [
     "DEFAULT_COLLECTION",
+    "DEFAULT_PORT",
     "INSERT_ROWS",
     "MILVUS_SCHEMA",
+    "TOKEN_VARIABLE",
     "MilvusIndex",
     "MilvusLocation",
     "MilvusStore",
@@ -100,18 +110,24 @@ _NORM_TOLERANCE = 1e-3
 _HNSW = {"M": 32, "efConstruction": 100}
 _FIELDS = ("sample_key", "identity", "embedding", "content_sha256", "source", "box", "score")
 _RECORD_FIELDS = ["identity", "content_sha256", "source", "box", "score", "added", "seq"]
-_SCHEMES = ("milvus-lite", "milvus")
+_SERVER_SCHEMES = {"milvus": "http", "milvus+tls": "https"}
+"""Server URI scheme → the scheme pymilvus is given."""
+DEFAULT_PORT = 19530
+TOKEN_VARIABLE = "FACEKIT_MILVUS_TOKEN"
+"""Environment variable holding the server token when the URI has no credentials."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class MilvusLocation:
     """Where a Milvus gallery lives, parsed from its URI.
 
     Attributes:
-        uri: what `MilvusClient` is given: the ``.db`` path (Lite) or ``http://host:port``.
+        uri: what `MilvusClient` is given: the ``.db`` path (Lite), ``http://host:port`` or
+            ``https://host:port`` (TLS).
         collection: the collection holding the gallery.
         lite: whether it is an embedded Milvus Lite directory.
-        token: server access token (``user:password`` or an API key), or ``""``.
+        token: server access token (``user:password`` or an API key), or ``""``; never
+            shown (``repr`` writes ``***``).
         db_name: server database, or ``""`` for the default one.
     """
 
@@ -121,54 +137,125 @@ class MilvusLocation:
     token: str = ""
     db_name: str = ""
 
+    def __repr__(self) -> str:
+        return (
+            f"MilvusLocation(uri={self.uri!r}, collection={self.collection!r}, "
+            f"lite={self.lite}, token={'***' if self.token else ''!r}, "
+            f"db_name={self.db_name!r})"
+        )
+
 
 def parse_location(location: str) -> MilvusLocation:
-    """Parse ``milvus-lite:///abs/path.db[?collection=c]`` or
-    ``milvus://host:port/collection[?token=t&db=d]``.
+    """Parse a Milvus gallery location:
+
+    - ``milvus-lite:///abs/path/faces.db[?collection=c]`` (embedded);
+    - ``milvus://[user:password@]host[:19530]/collection[?db=name]`` (a server, plain gRPC);
+    - ``milvus+tls://...`` the same over TLS (pymilvus ``https://``).
+
+    Credentials (percent-encoded in the URI) may also be an API key alone (``key@host``) or
+    ``?token=``; without any, the token is read from ``FACEKIT_MILVUS_TOKEN``.
 
     Raises:
-        GalleryError: another scheme, no path or host, a relative Lite path, a Lite path not
-            ending in ``.db``, or an invalid collection name.
+        ConfigError: another scheme, no host, a bad port, no collection (server), a
+            relative Lite path or one not ending in ``.db``, an invalid collection or
+            database name, an unknown option, or credentials given twice. The message never
+            holds the password or token.
     """
-    parts = urllib.parse.urlsplit(location)
-    query = urllib.parse.parse_qs(parts.query, keep_blank_values=True)
+    shown = redact(location)
+    try:
+        parts = urllib.parse.urlsplit(location)
+        query = urllib.parse.parse_qs(parts.query, keep_blank_values=True)
+    except ValueError as exc:
+        raise ConfigError(f"{shown}: malformed location ({exc})") from None
     options = {key: values[-1] for key, values in query.items()}
-    unknown = set(options) - {"collection", "token", "db"}
-    if unknown:
-        raise GalleryError(f"{location}: unknown option(s) {', '.join(sorted(unknown))}")
     if parts.scheme == "milvus-lite":
-        path = urllib.parse.unquote(parts.path)
-        if parts.netloc or not path.startswith("/"):
-            raise GalleryError(
-                f"{location}: a Milvus Lite location is milvus-lite:///ABSOLUTE/PATH.db "
-                "(three slashes, an absolute path)"
-            )
-        if not path.endswith(".db"):
-            raise GalleryError(f"{location}: a Milvus Lite path must end in .db")
-        path = "/" + path.lstrip("/")  # milvus-lite:////abs (an f-string of an absolute path)
-        collection = options.get("collection", DEFAULT_COLLECTION)
-        return MilvusLocation(path, _collection_name(location, collection), lite=True)
-    if parts.scheme == "milvus":
-        if not parts.hostname:
-            raise GalleryError(f"{location}: no host (milvus://HOST:19530/COLLECTION)")
-        port = parts.port or 19530
-        collection = parts.path.strip("/") or options.get("collection", DEFAULT_COLLECTION)
-        token = options.get("token") or os.environ.get("FACEKIT_MILVUS_TOKEN", "")
-        return MilvusLocation(
-            f"http://{parts.hostname}:{port}",
-            _collection_name(location, collection),
-            lite=False,
-            token=token,
-            db_name=options.get("db", ""),
+        return _lite_location(parts, options, shown)
+    if parts.scheme in _SERVER_SCHEMES:
+        return _server_location(parts, options, shown)
+    raise ConfigError(
+        f"{shown}: not a Milvus location (schemes: milvus-lite, {', '.join(_SERVER_SCHEMES)})"
+    )
+
+
+def _lite_location(
+    parts: urllib.parse.SplitResult, options: dict[str, str], shown: str
+) -> MilvusLocation:
+    _check_options(options, {"collection"}, shown)
+    path = urllib.parse.unquote(parts.path)
+    if parts.netloc or not path.startswith("/"):
+        raise ConfigError(
+            f"{shown}: a Milvus Lite location is milvus-lite:///ABSOLUTE/PATH.db "
+            "(three slashes, an absolute path)"
         )
-    raise GalleryError(f"{location}: not a Milvus location (schemes: {', '.join(_SCHEMES)})")
+    if not path.endswith(".db"):
+        raise ConfigError(f"{shown}: a Milvus Lite path must end in .db")
+    path = "/" + path.lstrip("/")  # milvus-lite:////abs (an f-string of an absolute path)
+    collection = options.get("collection", DEFAULT_COLLECTION)
+    return MilvusLocation(path, _collection_name(shown, collection), lite=True)
 
 
-def _collection_name(location: str, name: str) -> str:
+def _server_location(
+    parts: urllib.parse.SplitResult, options: dict[str, str], shown: str
+) -> MilvusLocation:
+    _check_options(options, {"collection", "token", "db"}, shown)
+    if not parts.hostname:
+        raise ConfigError(f"{shown}: no host ({parts.scheme}://HOST:19530/COLLECTION)")
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or above 65535
+        port = 0
+    if port == 0:
+        raise ConfigError(f"{shown}: bad port (a number from 1 to 65535)")
+    named = parts.path.strip("/")
+    if named and "collection" in options and options["collection"] != named:
+        raise ConfigError(f"{shown}: two different collections (path and ?collection=)")
+    collection = named or options.get("collection", "")
+    if not collection:
+        raise ConfigError(f"{shown}: no collection ({parts.scheme}://HOST:PORT/COLLECTION)")
+    token = _credentials(parts, options, shown)
+    database = options.get("db", "")
+    if database:
+        _collection_name(shown, database, "database")
+    host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    return MilvusLocation(
+        f"{_SERVER_SCHEMES[parts.scheme]}://{host}:{port or DEFAULT_PORT}",
+        _collection_name(shown, collection),
+        lite=False,
+        token=token or os.environ.get(TOKEN_VARIABLE, ""),
+        db_name=database,
+    )
+
+
+def _check_options(options: dict[str, str], allowed: set[str], shown: str) -> None:
+    unknown = set(options) - allowed
+    if unknown:
+        raise ConfigError(f"{shown}: unknown option(s) {', '.join(sorted(unknown))}")
+
+
+def _credentials(parts: urllib.parse.SplitResult, options: dict[str, str], shown: str) -> str:
+    """The token of the URI: ``user:password`` or ``key`` before the ``@``, or ``?token=``
+    (``""`` when neither)."""
+    if "@" not in parts.netloc:
+        return options.get("token", "")
+    if "token" in options:
+        raise ConfigError(f"{shown}: credentials given twice (before @ and ?token=)")
+    user = urllib.parse.unquote(parts.username or "")
+    password = urllib.parse.unquote(parts.password or "")
+    if not user:
+        raise ConfigError(f"{shown}: credentials without a user name (USER:PASSWORD@HOST)")
+    return f"{user}:{password}" if parts.password is not None else user
+
+
+def _collection_name(shown: str, name: str, what: str = "collection") -> str:
+    """``name`` when it is a valid Milvus collection (or database) name.
+
+    Raises:
+        ConfigError: anything but ASCII letters, digits and ``_``, or a leading digit.
+    """
     if not name or not name.replace("_", "a").isalnum() or not name.isascii() or name[0].isdigit():
-        raise GalleryError(
-            f"{location}: invalid collection name {name!r} (letters, digits and _, not "
-            "starting with a digit)"
+        raise ConfigError(
+            f"{shown}: invalid {what} name {name!r} (letters, digits and _, not starting "
+            "with a digit)"
         )
     return name
 
@@ -194,13 +281,15 @@ class MilvusStore:
     is and is not atomic). Implements the `GalleryStore` interface of the SQLite store.
 
     Args:
-        uri: ``milvus-lite:///abs/path/faces.db`` or ``milvus://host:19530/collection``.
-        collection: the collection, when the URI names none (default ``facekit``).
+        uri: ``milvus-lite:///abs/path/faces.db``, ``milvus://host:19530/collection`` or
+            ``milvus+tls://...`` (see `parse_location`).
+        collection: overrides the URI's collection.
         create: create the Lite directory when it is missing; with ``False`` a missing
             directory or collection is an error.
 
     Raises:
-        GalleryError: a malformed URI, the Lite directory is used by another process (its
+        ConfigError: a malformed URI.
+        GalleryError: the Lite directory is used by another process (its
             ``LOCK``), its folder does not exist, the server cannot be reached, or the
             collection is not a facekit gallery.
     """
@@ -210,14 +299,15 @@ class MilvusStore:
         if collection is not None:
             location = MilvusLocation(
                 location.uri,
-                _collection_name(uri, collection),
+                _collection_name(redact(uri), collection),
                 location.lite,
                 location.token,
                 location.db_name,
             )
         self.location = location
         self.path: Path | None = None
-        self.where = uri if location.lite else f"{location.uri}/{location.collection}"
+        database = f"?db={location.db_name}" if location.db_name else ""
+        self.where = uri if location.lite else f"{location.uri}/{location.collection}{database}"
         self._collection = location.collection
         self._lock = threading.RLock()
         self._dim = 0
@@ -262,7 +352,11 @@ class MilvusStore:
         location = self.location
         try:
             return MilvusClient(
-                location.uri, token=location.token, db_name=location.db_name, timeout=30.0
+                location.uri,
+                token=location.token,
+                db_name=location.db_name,
+                timeout=30.0,
+                dedicated=not location.lite,  # pymilvus shares by address and token, not TLS
             )
         except MilvusException as exc:
             if location.lite and _lock_held(Path(location.uri) / "LOCK"):
@@ -271,9 +365,21 @@ class MilvusStore:
                     f"allows one process per .db; it holds {Path(location.uri) / 'LOCK'}). "
                     "Close it there, or use a Milvus server for several processes"
                 ) from None
-            raise GalleryError(f"{self.where}: cannot open the gallery ({_message(exc)})") from None
+            raise GalleryError(
+                f"{self.where}: cannot open the gallery ({self._hide(_message(exc))})"
+            ) from None
         except (OSError, ValueError, RuntimeError) as exc:
-            raise GalleryError(f"{self.where}: cannot open the gallery ({exc})") from None
+            raise GalleryError(
+                f"{self.where}: cannot open the gallery ({self._hide(str(exc))})"
+            ) from None
+
+    def _hide(self, text: str) -> str:
+        """``text`` with the token and its password part (if echoed) replaced by ``***``."""
+        token = self.location.token
+        for secret in (token, token.partition(":")[2]):
+            if secret:
+                text = text.replace(secret, "***")
+        return text
 
     def _open_collection(self) -> None:
         """Check that the collection is a facekit gallery and load it for searching."""
@@ -348,10 +454,12 @@ class MilvusStore:
         try:
             yield
         except MilvusException as exc:
-            raise GalleryError(f"{self.where}: failed while {doing} ({_message(exc)})") from None
+            raise GalleryError(
+                f"{self.where}: failed while {doing} ({self._hide(_message(exc))})"
+            ) from None
         except (ValueError, TypeError, KeyError, OSError, RuntimeError, UnicodeError) as exc:
             raise GalleryError(
-                f"{self.where}: failed while {doing} ({type(exc).__name__}: {exc})"
+                f"{self.where}: failed while {doing} ({type(exc).__name__}: {self._hide(str(exc))})"
             ) from None
 
     @contextmanager
@@ -729,22 +837,39 @@ class MilvusStore:
             (self._text(row.get("identity"), "identity name"), self._int(row.get("seq")), i)
             for i, row in enumerate(rows)
         )
-        embeddings = np.empty((len(keyed), dim), dtype=np.float32)
+        embeddings = self._matrix([rows[i] for _, _, i in keyed], [n for n, _, _ in keyed])
         names: list[str] = []
         owners = np.empty(len(keyed), dtype=np.int64)
-        for position, (name, _, i) in enumerate(keyed):
-            vector = rows[i].get("embedding")
-            if not isinstance(vector, (list, tuple, np.ndarray)) or len(vector) != dim:
-                raise GalleryError(f"{self.where}: corrupt embedding of a sample of {name!r}")
-            embeddings[position] = vector
+        for position, (name, _, _) in enumerate(keyed):
             if not names or names[-1] != name:
                 names.append(name)
             owners[position] = len(names) - 1
-        _check_vectors(self.where, embeddings)
         last = max((seq for _, seq, _ in keyed), default=0)
         if since is not None and not full:
             last = max(last, since.last_id)
         return Snapshot(full, embeddings, names, owners, Position(last, generation, count))
+
+    def _matrix(self, rows: Sequence[dict[str, Any]], names: Sequence[str]) -> np.ndarray:
+        """The ``embedding`` of each row (of ``names[i]``) as ``(len(rows), D)`` float32.
+
+        Raises:
+            GalleryError: a vector of the wrong size or type, non-finite or not unit norm.
+        """
+        matrix = np.empty((len(rows), self._dim), dtype=np.float32)
+        for position, (row, name) in enumerate(zip(rows, names, strict=True)):
+            vector = row.get("embedding")
+            if not isinstance(vector, (list, tuple, np.ndarray)) or len(vector) != self._dim:
+                raise GalleryError(f"{self.where}: corrupt embedding of a sample of {name!r}")
+            matrix[position] = vector
+        _check_vectors(self.where, matrix)
+        return matrix
+
+    def embeddings(self, identity: str) -> np.ndarray:
+        """``(n, D)`` float32 embeddings of ``identity``, oldest first (one filtered query:
+        only this identity's vectors are read; ``(0, D)`` when it has none)."""
+        rows = self._rows(f"identity == {_literal(identity)}", ["embedding", "seq"])
+        rows.sort(key=lambda row: self._int(row.get("seq")))
+        return self._matrix(rows, [identity] * len(rows))
 
     def samples(self, identity: str) -> list[SampleRecord]:
         """Metadata of the samples of ``identity``, oldest first."""
@@ -777,6 +902,12 @@ class MilvusStore:
         the arrays given are only kept for the caller's own use and may be empty)."""
         factory: IndexFactory = functools.partial(MilvusIndex, self)
         return factory
+
+    def index_for(self, names: Sequence[str]) -> MilvusIndex:
+        """The search view over the identities ``names`` (sorted, as `identities` just
+        returned them): holds no vectors, reads nothing."""
+        empty = np.empty((0, self._dim), np.float32)
+        return MilvusIndex(self, empty, np.empty(0, np.int64), len(names), names=names)
 
     def search_names(
         self, queries: np.ndarray, top_k: int = 1, aggregate: Aggregate = "max"
@@ -896,10 +1027,9 @@ class MilvusIndex:
         owners: ``(N,)`` identity number of each row handed in.
         n_identities: identities in the store when the view was built.
 
-    Identity numbers index the store's sorted identity names read when the view is built
-    (the names a `Gallery` read in the same refresh; with several clients writing to one
-    server at that moment they may differ by the latest change); a hit for a name added
-    since by another client is left out.
+    Identity numbers index ``names``, the sorted identity names the caller read (a `Gallery`
+    passes the names of its refresh, so both agree), or those read from the store when the
+    view is built; a hit for a name added since by another client is left out.
     """
 
     def __init__(
@@ -908,12 +1038,14 @@ class MilvusIndex:
         embeddings: np.ndarray,
         owners: np.ndarray,
         n_identities: int,
+        *,
+        names: Sequence[str] | None = None,
     ) -> None:
         self._store = store
         self._local = ExactIndex(embeddings, owners, n_identities)
         self.embeddings = self._local.embeddings
         self.owners = self._local.owners
-        self._names = [name for name, _ in store.identities()]
+        self._names = list(names) if names is not None else [n for n, _ in store.identities()]
         self._numbers = {name: number for number, name in enumerate(self._names)}
         self.n_identities = len(self._names)
 

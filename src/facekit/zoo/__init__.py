@@ -4,7 +4,7 @@ See `MODELS` for the table, `resolve` for how a name or path becomes files.
 """
 
 from .download import download_file, sha256_of
-from .spec import ModelFile, ModelSpec, Source, Task
+from .spec import Conversion, ModelFile, ModelSpec, Source, Task
 from .store import (
     ENV_CACHE,
     ENV_HOME,
@@ -14,6 +14,7 @@ from .store import (
     cache_dir,
     default_model,
     get_spec,
+    local_files,
     resolve,
     resolve_dir,
     search_dirs,
@@ -29,6 +30,7 @@ __all__ = [
     "ENV_OFFLINE",
     "MODELS",
     "MODEL_PACKAGE_GROUP",
+    "Conversion",
     "ModelFile",
     "ModelSpec",
     "ResolvedModel",
@@ -38,6 +40,7 @@ __all__ = [
     "default_model",
     "download_file",
     "get_spec",
+    "local_files",
     "resolve",
     "resolve_dir",
     "search_dirs",

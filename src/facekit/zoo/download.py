@@ -32,7 +32,9 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def download_file(file: ModelFile, directory: Path, *, progress: bool = True) -> Path:
+def download_file(
+    file: ModelFile, directory: Path, *, progress: bool = True, keep_archive: bool = True
+) -> Path:
     """Download ``file`` into ``directory`` and return its final path.
 
     Each source is tried in order; a source that cannot be reached falls through to the
@@ -41,6 +43,12 @@ def download_file(file: ModelFile, directory: Path, *, progress: bool = True) ->
     does not match is deleted and reported: it is never retried in a loop. A file with no
     published sha256 from a source with no archive digest cannot be verified: a warning
     says so, and the caller pins the digest of this first copy.
+
+    A file from an archive (a zip, a wheel) downloads the archive to
+    ``archives/<name>.part`` (resumable too), checks the archive's sha256, renames it to
+    ``archives/<name>``, extracts the member to a temporary file, checks the member's sha256
+    and renames it into place. With ``keep_archive`` the archive stays for the other files
+    it holds; without, it is deleted once the member is in place.
 
     Raises:
         ChecksumError: the downloaded bytes do not match ``file.sha256``, an archive member
@@ -63,7 +71,10 @@ def download_file(file: ModelFile, directory: Path, *, progress: bool = True) ->
         try:
             if source.member is None:
                 return _fetch_direct(file, source.url, directory, progress)
-            return _fetch_member(file, source, source.member, directory, progress)
+            path = _fetch_member(file, source, source.member, directory, progress)
+            if not keep_archive:
+                _archive_path(source, directory).unlink(missing_ok=True)
+            return path
         except (urllib.error.URLError, OSError, zipfile.BadZipFile) as exc:
             reason = getattr(exc, "reason", None) or exc
             _LOG.warning("could not download %s from %s: %s", file.name, source.url, reason)
@@ -85,8 +96,8 @@ def _fetch_member(
     """Download the archive once (kept under ``archives/`` for its other members), check
     it (a cached copy again before each use), and extract ``member`` through a temporary
     file, never writing more than the member's declared size."""
-    archive_name = urllib.parse.urlsplit(source.url).path.rsplit("/", 1)[-1]  # no ?dl=1
-    archive = directory / "archives" / archive_name
+    archive = _archive_path(source, directory)
+    archive_name = archive.name
     if archive.exists():
         _verify_cached_archive(archive, source)
     else:
@@ -128,6 +139,11 @@ def _fetch_member(
     target = directory / file.name
     _check_and_move(temp, target, file)
     return target
+
+
+def _archive_path(source: Source, directory: Path) -> Path:
+    """Where the archive of ``source`` is cached: ``archives/<file name of the URL>``."""
+    return directory / "archives" / urllib.parse.urlsplit(source.url).path.rsplit("/", 1)[-1]
 
 
 def _copy_capped(data: IO[bytes], out: IO[bytes], limit: int, label: str) -> None:

